@@ -1,0 +1,233 @@
+package wsgate
+
+import (
+	"errors"
+	"io"
+	"net/http"
+)
+
+// Sentinel errors identify why a handshake was refused. Every refusal the
+// package returns is an *Error that matches exactly one of them with
+// errors.Is, and carries the HTTP status it was answered with.
+var (
+	// ErrHTTPVersion: the request did not arrive as HTTP/1.1 or later over
+	// HTTP/1 (for example HTTP/2 without RFC 8441, or HTTP/1.0). Status 400.
+	ErrHTTPVersion = errors.New("wsgate: WebSocket handshake requires HTTP/1.1")
+	// ErrMethod: the method is not GET. Status 405 with Allow: GET.
+	ErrMethod = errors.New("wsgate: WebSocket handshake requires GET")
+	// ErrUpgrade: the Upgrade header lacks the websocket token. Status 426
+	// with Upgrade: websocket.
+	ErrUpgrade = errors.New("wsgate: Upgrade header lacks websocket")
+	// ErrConnection: the Connection header lacks the upgrade token. Status 400.
+	ErrConnection = errors.New("wsgate: Connection header lacks upgrade")
+	// ErrVersion: Sec-WebSocket-Version is missing, repeated (status 400) or
+	// not 13 (status 426). Both carry Sec-WebSocket-Version: 13.
+	ErrVersion = errors.New("wsgate: unsupported Sec-WebSocket-Version")
+	// ErrKey: Sec-WebSocket-Key is missing, repeated, or not the base64
+	// encoding of 16 bytes. Status 400.
+	ErrKey = errors.New("wsgate: invalid Sec-WebSocket-Key")
+	// ErrBody: the handshake request carries a body. Status 400.
+	ErrBody = errors.New("wsgate: handshake request has a body")
+	// ErrOrigin: the Origin header failed the origin policy. Status 403.
+	ErrOrigin = errors.New("wsgate: origin not allowed")
+	// ErrProtocols: the Sec-WebSocket-Protocol list is malformed (an empty
+	// entry, a character outside the RFC 7230 token set, a duplicate, or too
+	// many entries). Status 400.
+	ErrProtocols = errors.New("wsgate: malformed Sec-WebSocket-Protocol")
+	// ErrNoProtocol: a subprotocol credential in prefix form came without an
+	// application protocol the server speaks, so there is nothing safe to
+	// echo. Status 400.
+	ErrNoProtocol = errors.New("wsgate: no application subprotocol to select")
+	// ErrNoCredential: no configured extractor found a credential. Status 401
+	// with a Bearer (or, when configured, Basic) challenge.
+	ErrNoCredential = errors.New("wsgate: no credential")
+	// ErrAmbiguousCredential: credentials were found in more than one place,
+	// or one place holds two (two cookies of the same name, a repeated query
+	// parameter, two Authorization lines). Status 400, error="invalid_request".
+	ErrAmbiguousCredential = errors.New("wsgate: more than one credential")
+	// ErrMalformedCredential: a credential is present but cannot be read
+	// (bad Basic encoding, empty value, a marker with no token after it).
+	// Status 400 or 401, as each extractor documents.
+	ErrMalformedCredential = errors.New("wsgate: malformed credential")
+	// ErrInvalidToken is what a Verifier returns (or wraps) for an unknown,
+	// expired or otherwise invalid credential. Status 401,
+	// error="invalid_token".
+	ErrInvalidToken = errors.New("wsgate: invalid token")
+	// ErrForbidden is what a Verifier returns (or wraps) for a valid
+	// credential that may not open this socket. Status 403,
+	// error="insufficient_scope".
+	ErrForbidden = errors.New("wsgate: forbidden")
+	// ErrVerifyTimeout: the verifier did not answer before the verification
+	// deadline, or the client went away meanwhile. Status 503.
+	ErrVerifyTimeout = errors.New("wsgate: verification timed out")
+	// ErrVerifier: the verifier failed with an error that is none of the
+	// above. Status 500; the cause is available through errors.Unwrap but is
+	// never sent to the client.
+	ErrVerifier = errors.New("wsgate: verifier failed")
+	// ErrNotHijacker: the ResponseWriter (after unwrapping) cannot be
+	// hijacked, so no HTTP/1.1 upgrade is possible. Status 500.
+	ErrNotHijacker = errors.New("wsgate: response writer cannot be hijacked")
+	// ErrUpgradeFailed: hijacking or writing the 101 response failed after
+	// all checks passed (for example, the client went away).
+	ErrUpgradeFailed = errors.New("wsgate: upgrade failed")
+)
+
+// Error is a refused handshake. Status is the HTTP status the client was (or
+// should be) answered with, Code the RFC 6750 error code where one applies
+// ("invalid_request", "invalid_token", "insufficient_scope"), and Reason a
+// short text for the response body and logs. Reason never contains a header
+// value, credential or any other client-supplied text.
+//
+// An *Error matches its sentinel (ErrKey, ErrOrigin, ...) with errors.Is, and
+// wraps the verifier's error, if any.
+type Error struct {
+	Status int
+	Code   string
+	Reason string
+	// Source is where the offending credential was found, or SourceNone.
+	Source Source
+
+	kind  error
+	cause error
+}
+
+// Error returns "wsgate: " followed by the reason.
+func (e *Error) Error() string { return "wsgate: " + e.Reason }
+
+// Unwrap returns the sentinel and, for verifier failures, the verifier's error.
+func (e *Error) Unwrap() []error {
+	if e.cause != nil {
+		return []error{e.kind, e.cause}
+	}
+	return []error{e.kind}
+}
+
+func refusal(kind error, status int, code, reason string) *Error {
+	return &Error{Status: status, Code: code, Reason: reason, kind: kind}
+}
+
+// withSource returns e, or a copy of it naming the credential source.
+func (e *Error) withSource(s Source) *Error {
+	if e.Source == s {
+		return e
+	}
+	c := *e
+	c.Source = s
+	return &c
+}
+
+// The fixed refusals are allocated once, so refusing costs no allocation.
+var (
+	errHTTPVersion    = refusal(ErrHTTPVersion, http.StatusBadRequest, "", "WebSocket handshake requires HTTP/1.1")
+	errMethod         = refusal(ErrMethod, http.StatusMethodNotAllowed, "", "WebSocket handshake requires GET")
+	errUpgrade        = refusal(ErrUpgrade, http.StatusUpgradeRequired, "", "Upgrade: websocket required")
+	errConnection     = refusal(ErrConnection, http.StatusBadRequest, "", "Connection: Upgrade required")
+	errVersionMissing = refusal(ErrVersion, http.StatusBadRequest, "", "exactly one Sec-WebSocket-Version required")
+	errVersion        = refusal(ErrVersion, http.StatusUpgradeRequired, "", "Sec-WebSocket-Version 13 required")
+	errKey            = refusal(ErrKey, http.StatusBadRequest, "", "invalid Sec-WebSocket-Key")
+	errBody           = refusal(ErrBody, http.StatusBadRequest, "", "handshake request must not have a body")
+	errOrigin         = refusal(ErrOrigin, http.StatusForbidden, "", "origin not allowed")
+	errCrossSite      = refusal(ErrOrigin, http.StatusForbidden, "", "cross-site request not allowed")
+	errOriginRequired = refusal(ErrOrigin, http.StatusForbidden, "", "Origin header required")
+	errCookieOrigin   = refusal(ErrOrigin, http.StatusForbidden, "", "cookie credential requires an allowed Origin")
+	errProtocols      = refusal(ErrProtocols, http.StatusBadRequest, "", "malformed Sec-WebSocket-Protocol")
+	errNoProtocol     = refusal(ErrNoProtocol, http.StatusBadRequest, "", "no supported subprotocol offered")
+	errNoCredential   = refusal(ErrNoCredential, http.StatusUnauthorized, "", "credential required")
+	errAmbiguous      = refusal(ErrAmbiguousCredential, http.StatusBadRequest, "invalid_request", "more than one credential")
+	errMalformed400   = refusal(ErrMalformedCredential, http.StatusBadRequest, "invalid_request", "malformed credential")
+	errMalformed401   = refusal(ErrMalformedCredential, http.StatusUnauthorized, "invalid_token", "malformed credential")
+	errInvalidToken   = refusal(ErrInvalidToken, http.StatusUnauthorized, "invalid_token", "invalid credential")
+	errForbidden      = refusal(ErrForbidden, http.StatusForbidden, "insufficient_scope", "forbidden")
+	errVerifyTimeout  = refusal(ErrVerifyTimeout, http.StatusServiceUnavailable, "", "verification timed out")
+	errNotHijacker    = refusal(ErrNotHijacker, http.StatusInternalServerError, "", "connection cannot be upgraded: response writer is not a hijacker")
+)
+
+var (
+	hdrClose         = []string{"close"}
+	hdrTextPlain     = []string{"text/plain; charset=utf-8"}
+	hdrNoSniff       = []string{"nosniff"}
+	hdrNoStore       = []string{"no-store"}
+	hdrAllowGet      = []string{"GET"}
+	hdrUpgradeWS     = []string{"websocket"}
+	hdrVersion13     = []string{"13"}
+	defaultChallenge = newChallenges(defaultRealm)
+)
+
+// challenges holds the WWW-Authenticate values of one realm, built once.
+type challenges struct {
+	bearer, basic, invalidRequest, invalidToken, insufficientScope []string
+}
+
+func newChallenges(realm string) *challenges {
+	q := quoteRealm(realm)
+	return &challenges{
+		bearer:            []string{`Bearer realm=` + q},
+		basic:             []string{`Basic realm=` + q + `, charset="UTF-8"`},
+		invalidRequest:    []string{`Bearer realm=` + q + `, error="invalid_request"`},
+		invalidToken:      []string{`Bearer realm=` + q + `, error="invalid_token"`},
+		insufficientScope: []string{`Bearer realm=` + q + `, error="insufficient_scope"`},
+	}
+}
+
+// quoteRealm renders realm as an RFC 7230 quoted-string, dropping characters
+// that cannot appear in one.
+func quoteRealm(realm string) string {
+	b := make([]byte, 0, len(realm)+2)
+	b = append(b, '"')
+	for i := 0; i < len(realm); i++ {
+		c := realm[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c == '\t' || (c >= 0x20 && c != 0x7f):
+			b = append(b, c)
+		}
+	}
+	return string(append(b, '"'))
+}
+
+// WriteError answers a refused handshake: the status of err, the headers its
+// sentinel calls for (Allow, Upgrade, Sec-WebSocket-Version,
+// WWW-Authenticate with the default realm), Connection: close, and a short
+// plain-text body. A non-*Error err is answered 500. WriteError never writes
+// a client-supplied value back.
+func WriteError(w http.ResponseWriter, err error) {
+	writeError(w, err, defaultChallenge, false)
+}
+
+func writeError(w http.ResponseWriter, err error, ch *challenges, basic bool) {
+	var e *Error
+	if !errors.As(err, &e) {
+		e = &Error{Status: http.StatusInternalServerError, Reason: "internal error", kind: ErrVerifier}
+	}
+	h := w.Header()
+	h["Connection"] = hdrClose
+	h["Content-Type"] = hdrTextPlain
+	h["X-Content-Type-Options"] = hdrNoSniff
+	h["Cache-Control"] = hdrNoStore
+	switch e.kind {
+	case ErrMethod:
+		h["Allow"] = hdrAllowGet
+	case ErrUpgrade:
+		h["Upgrade"] = hdrUpgradeWS
+	case ErrVersion:
+		h["Sec-Websocket-Version"] = hdrVersion13
+	case ErrNoCredential:
+		if basic {
+			h["Www-Authenticate"] = ch.basic
+		} else {
+			h["Www-Authenticate"] = ch.bearer
+		}
+	}
+	switch e.Code {
+	case "invalid_request":
+		h["Www-Authenticate"] = ch.invalidRequest
+	case "invalid_token":
+		h["Www-Authenticate"] = ch.invalidToken
+	case "insufficient_scope":
+		h["Www-Authenticate"] = ch.insufficientScope
+	}
+	w.WriteHeader(e.Status)
+	io.WriteString(w, e.Reason)
+	io.WriteString(w, "\n")
+}

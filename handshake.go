@@ -1,0 +1,69 @@
+package wsgate
+
+import (
+	"net/http"
+)
+
+// Canonical header keys, so lookups in http.Header allocate nothing.
+const (
+	hUpgrade     = "Upgrade"
+	hConnection  = "Connection"
+	hWSVersion   = "Sec-Websocket-Version"
+	hWSKey       = "Sec-Websocket-Key"
+	hWSProtocol  = "Sec-Websocket-Protocol"
+	hOrigin      = "Origin"
+	hFetchSite   = "Sec-Fetch-Site"
+	hAuth        = "Authorization"
+	hCookie      = "Cookie"
+	hFwdProto    = "X-Forwarded-Proto"
+	hFwdHost     = "X-Forwarded-Host"
+	versionValue = "13"
+)
+
+// CheckHandshake reports whether r is a valid RFC 6455 opening handshake. It
+// returns nil or an *Error whose status and sentinel say what is wrong:
+//
+//   - not HTTP/1.1 or later over HTTP/1 (HTTP/1.0, HTTP/2): 400, ErrHTTPVersion
+//   - method other than GET: 405 with Allow: GET, ErrMethod
+//   - Upgrade lacks the websocket token (so Upgrade: h2c is never honoured):
+//     426 with Upgrade: websocket, ErrUpgrade
+//   - Connection lacks the upgrade token: 400, ErrConnection. Both headers are
+//     read as comma-separated lists across repeated lines, so Firefox's
+//     "Connection: keep-alive, Upgrade" passes. A 400 rather than a 426,
+//     because the client did ask to upgrade; something on the way dropped the
+//     hop-by-hop header, and no Upgrade answer can repair that.
+//   - Sec-WebSocket-Version missing or repeated: 400; present but not 13: 426;
+//     both with Sec-WebSocket-Version: 13, ErrVersion
+//   - Sec-WebSocket-Key missing, repeated or invalid (see CheckKey): 400, ErrKey
+//   - a body (Content-Length > 0 or any Transfer-Encoding): 400, ErrBody
+//
+// CheckHandshake reads headers only and allocates nothing. It does not apply
+// an origin policy; see OriginPolicy.
+func CheckHandshake(r *http.Request) error {
+	if r.ProtoMajor != 1 || r.ProtoMinor < 1 {
+		return errHTTPVersion
+	}
+	if r.Method != http.MethodGet {
+		return errMethod
+	}
+	h := r.Header
+	if !hasToken(h[hUpgrade], "websocket") {
+		return errUpgrade
+	}
+	if !hasToken(h[hConnection], "upgrade") {
+		return errConnection
+	}
+	switch v := h[hWSVersion]; {
+	case len(v) != 1:
+		return errVersionMissing
+	case trimOWS(v[0]) != versionValue:
+		return errVersion
+	}
+	if k := h[hWSKey]; len(k) != 1 || !validKey(trimOWS(k[0])) {
+		return errKey
+	}
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		return errBody
+	}
+	return nil
+}

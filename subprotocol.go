@@ -1,0 +1,129 @@
+package wsgate
+
+import "strings"
+
+// MaxOfferedProtocols is the most Sec-WebSocket-Protocol entries a handshake
+// may offer; a longer list is refused with 400 (ErrProtocols). Real clients
+// offer a handful, and the bound keeps parsing free of allocations.
+const MaxOfferedProtocols = 32
+
+// offered is a parsed Sec-WebSocket-Protocol list. Entries are substrings of
+// the header values: parsing copies nothing.
+type offered struct {
+	list [MaxOfferedProtocols]string
+	n    int
+	// secret marks entries that hold a credential: they are never echoed.
+	secret uint32
+}
+
+// parse reads the offered list from every Sec-WebSocket-Protocol line. An
+// empty entry, a character outside the RFC 7230 token set, a duplicate or
+// more than MaxOfferedProtocols entries make the whole list malformed.
+// Browsers refuse to send such lists, so only hand-made clients hit this.
+func (o *offered) parse(lines []string) error {
+	o.n, o.secret = 0, 0
+	for _, line := range lines {
+		for {
+			var elem string
+			i := strings.IndexByte(line, ',')
+			if i >= 0 {
+				elem = line[:i]
+			} else {
+				elem = line
+			}
+			elem = trimOWS(elem)
+			if !isToken(elem) || o.n == MaxOfferedProtocols {
+				return errProtocols
+			}
+			for _, prev := range o.list[:o.n] {
+				if prev == elem {
+					return errProtocols
+				}
+			}
+			o.list[o.n] = elem
+			o.n++
+			if i < 0 {
+				break
+			}
+			line = line[i+1:]
+		}
+	}
+	return nil
+}
+
+// entries returns the offered entries in the client's order.
+func (o *offered) entries() []string { return o.list[:o.n] }
+
+func (o *offered) isSecret(i int) bool { return o.secret&(1<<uint(i)) != 0 }
+
+func (o *offered) markSecret(i int) { o.secret |= 1 << uint(i) }
+
+// selectFor returns the first of protocols (server preference) that the
+// client offered and that is not a credential, or "".
+func (o *offered) selectFor(protocols []string) string {
+	for _, p := range protocols {
+		for i, e := range o.list[:o.n] {
+			if e == p && !o.isSecret(i) {
+				return e
+			}
+		}
+	}
+	return ""
+}
+
+// withoutSecrets renders the list without its credential entries, or returns
+// ok=false when it has none.
+func (o *offered) withoutSecrets() (string, bool) {
+	if o.secret == 0 {
+		return "", false
+	}
+	var b strings.Builder
+	for i, e := range o.list[:o.n] {
+		if o.isSecret(i) {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(e)
+	}
+	return b.String(), true
+}
+
+// tchar marks the characters RFC 7230 allows in a token.
+var tchar = [256]bool{
+	'!': true, '#': true, '$': true, '%': true, '&': true, '\'': true, '*': true,
+	'+': true, '-': true, '.': true, '^': true, '_': true, '`': true, '|': true, '~': true,
+	'0': true, '1': true, '2': true, '3': true, '4': true, '5': true, '6': true, '7': true, '8': true, '9': true,
+	'A': true, 'B': true, 'C': true, 'D': true, 'E': true, 'F': true, 'G': true, 'H': true, 'I': true,
+	'J': true, 'K': true, 'L': true, 'M': true, 'N': true, 'O': true, 'P': true, 'Q': true, 'R': true,
+	'S': true, 'T': true, 'U': true, 'V': true, 'W': true, 'X': true, 'Y': true, 'Z': true,
+	'a': true, 'b': true, 'c': true, 'd': true, 'e': true, 'f': true, 'g': true, 'h': true, 'i': true,
+	'j': true, 'k': true, 'l': true, 'm': true, 'n': true, 'o': true, 'p': true, 'q': true, 'r': true,
+	's': true, 't': true, 'u': true, 'v': true, 'w': true, 'x': true, 'y': true, 'z': true,
+}
+
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !tchar[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// SelectProtocol returns the protocol to echo in Sec-WebSocket-Protocol for
+// request header h: the first of protocols (the server's preference order)
+// that the client offered, or "" when none was. The result is the client's
+// own entry, byte for byte. A malformed list yields an *Error matching
+// ErrProtocols. It allocates nothing.
+func SelectProtocol(lines []string, protocols []string) (string, error) {
+	var o offered
+	if err := o.parse(lines); err != nil {
+		return "", err
+	}
+	return o.selectFor(protocols), nil
+}
