@@ -61,6 +61,9 @@ type Gate[P any] struct {
 	basic         bool // answer a missing credential with a Basic challenge
 	verifyTimeout time.Duration
 	challenges    *challenges
+	// echo holds the ready Sec-WebSocket-Protocol response line of every
+	// protocol the gate may echo: Protocols and the markers.
+	echo map[string]http.Header
 }
 
 // New returns a Gate that verifies credentials with verify. It panics if
@@ -101,6 +104,15 @@ func New[P any](verify Verifier[P], cfg Config) *Gate[P] {
 		realm = defaultRealm
 	}
 	g.challenges = newChallenges(realm)
+	g.echo = make(map[string]http.Header)
+	for _, p := range g.protocols {
+		g.echo[p] = protocolHeader(p)
+	}
+	for _, e := range g.extractors {
+		if e.kind == kindSubprotocol {
+			g.echo[e.name] = protocolHeader(e.name)
+		}
+	}
 	return g
 }
 
@@ -210,11 +222,15 @@ func (g *Gate[P]) authenticate(r *http.Request) (Auth[P], *Error) {
 	vctx.release()
 	a.Principal, a.Source = p, cred.Source
 
-	if clean, ok := o.withoutSecrets(); ok {
+	lines := r.Header[hWSProtocol]
+	var line string
+	if len(lines) == 1 {
+		line = lines[0]
+	}
+	if clean, ok := o.withoutSecrets(line); ok {
 		if clean == "" {
 			delete(r.Header, hWSProtocol)
 		} else {
-			lines := r.Header[hWSProtocol]
 			lines[0] = clean
 			r.Header[hWSProtocol] = lines[:1]
 		}
@@ -267,7 +283,7 @@ func (g *Gate[P]) Handler(serve func(ctx context.Context, s Session[P])) http.Ha
 			g.WriteError(w, err)
 			return
 		}
-		conn, uerr := upgrade(w, r, a.Protocol)
+		conn, uerr := upgrade(w, r, g.echo[a.Protocol])
 		if uerr != nil {
 			return
 		}

@@ -1,6 +1,9 @@
 package wsgate
 
-import "strings"
+import (
+	"strings"
+	"unsafe"
+)
 
 // MaxOfferedProtocols is the most Sec-WebSocket-Protocol entries a handshake
 // may offer; a longer list is refused with 400 (ErrProtocols). Real clients
@@ -72,10 +75,36 @@ func (o *offered) selectFor(protocols []string) string {
 }
 
 // withoutSecrets renders the list without its credential entries, or returns
-// ok=false when it has none.
-func (o *offered) withoutSecrets() (string, bool) {
+// ok=false when it has none. line is the header's only line, or "" when it
+// has several; when the kept entries are a contiguous run of line (the
+// credential first or last, as clients send it), the result is a substring
+// of line and nothing is allocated.
+func (o *offered) withoutSecrets(line string) (string, bool) {
 	if o.secret == 0 {
 		return "", false
+	}
+	first, last := -1, -1
+	for i := 0; i < o.n; i++ {
+		if !o.isSecret(i) {
+			if first < 0 {
+				first = i
+			}
+			last = i
+		}
+	}
+	if first < 0 {
+		return "", true
+	}
+	contiguous := true
+	for i := first; i <= last; i++ {
+		contiguous = contiguous && !o.isSecret(i)
+	}
+	if line != "" && contiguous {
+		if start, ok := offsetIn(line, o.list[first]); ok {
+			if end, ok := offsetIn(line, o.list[last]); ok {
+				return line[start : end+len(o.list[last])], true
+			}
+		}
 	}
 	var b strings.Builder
 	for i, e := range o.list[:o.n] {
@@ -126,4 +155,16 @@ func SelectProtocol(lines []string, protocols []string) (string, error) {
 		return "", err
 	}
 	return o.selectFor(protocols), nil
+}
+
+// offsetIn returns where sub, a substring of s (sharing its memory), starts.
+func offsetIn(s, sub string) (int, bool) {
+	if len(s) == 0 || len(sub) == 0 {
+		return 0, false
+	}
+	off := int(uintptr(unsafe.Pointer(unsafe.StringData(sub))) - uintptr(unsafe.Pointer(unsafe.StringData(s))))
+	if off < 0 || off+len(sub) > len(s) {
+		return 0, false
+	}
+	return off, true
 }

@@ -41,21 +41,30 @@ func Upgrade(w http.ResponseWriter, r *http.Request, protocols ...string) (net.C
 			return nil, err
 		}
 	}
-	return upgrade(w, r, protocol)
+	return upgrade(w, r, protocolHeader(protocol))
+}
+
+// protocolHeader returns the response header that echoes p, or nil for no
+// protocol. Gates build theirs once, in New; gobwas/ws only reads it.
+func protocolHeader(p string) http.Header {
+	if p == "" {
+		return nil
+	}
+	return http.Header{"Sec-Websocket-Protocol": {p}}
 }
 
 // upgrade hijacks the connection and writes the 101 with gobwas/ws. r must
-// have passed CheckHandshake, and protocol must be "" or an entry of r's
-// Sec-WebSocket-Protocol list.
-func upgrade(w http.ResponseWriter, r *http.Request, protocol string) (net.Conn, error) {
+// have passed CheckHandshake, and protocol must be nil or the
+// header (see protocolHeader) echoing an entry of r's list. The echo is
+// handed to gobwas ready-made rather than through its Protocol callback,
+// which would copy the entry and, as a closure, escape to the heap on every
+// handshake.
+func upgrade(w http.ResponseWriter, r *http.Request, protocol http.Header) (net.Conn, error) {
 	if !canHijack(w) {
 		WriteError(w, errNotHijacker)
 		return nil, errNotHijacker
 	}
-	var u ws.HTTPUpgrader
-	if protocol != "" {
-		u.Protocol = func(p string) bool { return p == protocol }
-	}
+	u := ws.HTTPUpgrader{Header: protocol}
 	conn, rw, _, err := u.Upgrade(gobwasRequest(r), w)
 	if err != nil {
 		if conn != nil {

@@ -1,0 +1,195 @@
+package wsgate
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestHandshakeValidation(t *testing.T) {
+	const marker = "X-Echo-Probe-7f3a"
+	tests := []struct {
+		name     string
+		modify   func(r *http.Request)
+		status   int
+		sentinel error
+		headers  map[string]string
+	}{
+		{
+			name:     "a POST is refused with 405 and Allow: GET",
+			modify:   func(r *http.Request) { r.Method = http.MethodPost },
+			status:   405,
+			sentinel: ErrMethod,
+			headers:  map[string]string{"Allow": "GET"},
+		},
+		{
+			name:     "a missing Upgrade header is refused with 426 and Upgrade: websocket",
+			modify:   func(r *http.Request) { r.Header.Del("Upgrade") },
+			status:   426,
+			sentinel: ErrUpgrade,
+			headers:  map[string]string{"Upgrade": "websocket"},
+		},
+		{
+			name:     "Upgrade: h2c is never honoured",
+			modify:   func(r *http.Request) { r.Header.Set("Upgrade", "h2c") },
+			status:   426,
+			sentinel: ErrUpgrade,
+			headers:  map[string]string{"Upgrade": "websocket"},
+		},
+		{
+			name:   "Upgrade lists are read case-insensitively",
+			modify: func(r *http.Request) { r.Header.Set("Upgrade", "h2c, WebSocket") },
+			status: 101,
+		},
+		{
+			name:     "a missing Connection upgrade token is refused with 400",
+			modify:   func(r *http.Request) { r.Header.Set("Connection", "keep-alive") },
+			status:   400,
+			sentinel: ErrConnection,
+		},
+		{
+			name:   "Firefox's Connection: keep-alive, Upgrade passes",
+			modify: func(r *http.Request) { r.Header.Set("Connection", "keep-alive, Upgrade") },
+			status: 101,
+		},
+		{
+			name: "a Connection token on a second header line passes",
+			modify: func(r *http.Request) {
+				r.Header["Connection"] = []string{"keep-alive", "upgrade"}
+			},
+			status: 101,
+		},
+		{
+			name:     "a missing version is refused with 400 and Sec-WebSocket-Version: 13",
+			modify:   func(r *http.Request) { r.Header.Del("Sec-WebSocket-Version") },
+			status:   400,
+			sentinel: ErrVersion,
+			headers:  map[string]string{"Sec-Websocket-Version": "13"},
+		},
+		{
+			name:     "a repeated version is refused with 400",
+			modify:   func(r *http.Request) { r.Header.Add("Sec-WebSocket-Version", "13") },
+			status:   400,
+			sentinel: ErrVersion,
+			headers:  map[string]string{"Sec-Websocket-Version": "13"},
+		},
+		{
+			name:     "version 8 is refused with 426",
+			modify:   func(r *http.Request) { r.Header.Set("Sec-WebSocket-Version", "8") },
+			status:   426,
+			sentinel: ErrVersion,
+			headers:  map[string]string{"Sec-Websocket-Version": "13"},
+		},
+		{
+			name:     "a missing key is refused with 400",
+			modify:   func(r *http.Request) { r.Header.Del("Sec-WebSocket-Key") },
+			status:   400,
+			sentinel: ErrKey,
+		},
+		{
+			name:     "a repeated key is refused with 400",
+			modify:   func(r *http.Request) { r.Header.Add("Sec-WebSocket-Key", testKey) },
+			status:   400,
+			sentinel: ErrKey,
+		},
+		{
+			name:     "an invalid key is refused with 400 and not echoed",
+			modify:   func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", marker+"==") },
+			status:   400,
+			sentinel: ErrKey,
+		},
+		{
+			name:     "a key decoding to 15 bytes is refused",
+			modify:   func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25j") },
+			status:   400,
+			sentinel: ErrKey,
+		},
+		{
+			name:     "a body announced by Content-Length is refused with 400",
+			modify:   func(r *http.Request) { r.ContentLength = 5 },
+			status:   400,
+			sentinel: ErrBody,
+		},
+		{
+			name:     "a chunked body is refused with 400",
+			modify:   func(r *http.Request) { r.ContentLength = -1; r.TransferEncoding = []string{"chunked"} },
+			status:   400,
+			sentinel: ErrBody,
+		},
+		{
+			name:     "HTTP/2 without RFC 8441 is refused with 400",
+			modify:   func(r *http.Request) { r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/2.0", 2, 0 },
+			status:   400,
+			sentinel: ErrHTTPVersion,
+		},
+		{
+			name:     "HTTP/1.0 is refused with 400",
+			modify:   func(r *http.Request) { r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.0", 1, 0 },
+			status:   400,
+			sentinel: ErrHTTPVersion,
+		},
+		{
+			name:   "a valid handshake upgrades",
+			modify: func(r *http.Request) {},
+			status: 101,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newHandshake("/ws", "X-Probe", marker)
+			tt.modify(r)
+			w := newHijackWriter()
+			conn, err := Upgrade(w, r)
+			if tt.status == 101 {
+				require.NoError(t, err)
+				require.NoError(t, CheckHandshake(r))
+				conn.Close()
+				assert.True(t, strings.HasPrefix(w.out.String(), "HTTP/1.1 101 Switching Protocols\r\n"))
+				assert.Contains(t, w.out.String(), "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n")
+				return
+			}
+			require.Error(t, err)
+			assert.Nil(t, conn)
+			assert.ErrorIs(t, err, tt.sentinel)
+			assert.ErrorIs(t, CheckHandshake(r), tt.sentinel)
+			var e *Error
+			require.True(t, errors.As(err, &e))
+			assert.Equal(t, tt.status, e.Status)
+
+			assert.False(t, w.hijacked, "a refusal must not hijack")
+			assert.Equal(t, tt.status, w.status)
+			assert.Equal(t, "close", w.header.Get("Connection"))
+			assert.Equal(t, "text/plain; charset=utf-8", w.header.Get("Content-Type"))
+			for k, v := range tt.headers {
+				assert.Equal(t, v, w.header.Get(k), k)
+			}
+			assert.NotContains(t, w.responseText(), "101")
+			assert.NotContains(t, w.responseText(), marker)
+			assert.NotEmpty(t, w.body.String())
+		})
+	}
+}
+
+func TestCheckHandshakeAllocatesNothing(t *testing.T) {
+	r := newHandshake("/ws", "Connection", "keep-alive")
+	allocs := testing.AllocsPerRun(1000, func() {
+		if CheckHandshake(r) != nil {
+			panic("invalid")
+		}
+	})
+	assert.Zero(t, allocs)
+}
+
+func TestErrorsCarryTheirStatusAndSentinel(t *testing.T) {
+	err := CheckHandshake(newHandshake("/ws", "Sec-WebSocket-Version", "13"))
+	var e *Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, 400, e.Status)
+	assert.ErrorIs(t, err, ErrVersion)
+	assert.NotErrorIs(t, err, ErrKey)
+	assert.True(t, strings.HasPrefix(err.Error(), "wsgate: "))
+}
