@@ -2,6 +2,8 @@ package wsgate
 
 import (
 	"encoding/base64"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -52,6 +54,16 @@ func (c Credential) String() string { return c.Source.String() + " credential [r
 // GoString describes the credential without revealing it.
 func (c Credential) GoString() string {
 	return "wsgate.Credential{Source: " + c.Source.String() + ", [redacted]}"
+}
+
+// Format writes the credential without revealing it, whatever the verb:
+// %d or %x would otherwise print the strings inside.
+func (c Credential) Format(f fmt.State, verb rune) {
+	if verb == 'v' && f.Flag('#') {
+		io.WriteString(f, c.GoString())
+		return
+	}
+	io.WriteString(f, c.String())
 }
 
 // LogValue describes the credential to log/slog without revealing it.
@@ -294,15 +306,26 @@ func authorization(r *http.Request, scheme string) (string, bool, error) {
 	if len(lines) == 0 {
 		return "", false, nil
 	}
-	v := trimOWS(lines[0])
-	if len(v) < len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) ||
-		len(v) > len(scheme) && v[len(scheme)] != ' ' {
+	found := -1
+	for i, line := range lines {
+		if hasScheme(trimOWS(line), scheme) {
+			found = i
+			break
+		}
+	}
+	if found < 0 {
 		return "", false, nil
 	}
 	if len(lines) > 1 {
 		return "", true, errAmbiguous
 	}
-	return trimOWS(v[len(scheme):]), true, nil
+	return trimOWS(trimOWS(lines[0])[len(scheme):]), true, nil
+}
+
+// hasScheme reports whether the Authorization value v uses scheme.
+func hasScheme(v, scheme string) bool {
+	return len(v) >= len(scheme) && strings.EqualFold(v[:len(scheme)], scheme) &&
+		(len(v) == len(scheme) || v[len(scheme)] == ' ')
 }
 
 func (e Extractor) fromBasic(r *http.Request) (Credential, error) {
@@ -328,7 +351,7 @@ func (e Extractor) fromBasic(r *http.Request) (Credential, error) {
 	}
 	s := bytesToString(buf[:n])
 	i := strings.IndexByte(s, ':')
-	if i <= 0 {
+	if i <= 0 || hasControl(s) {
 		return Credential{}, errMalformed401.withSource(SourceBasic)
 	}
 	if i == len(s)-1 {
@@ -338,6 +361,17 @@ func (e Extractor) fromBasic(r *http.Request) (Credential, error) {
 		return Credential{}, errMalformed401.withSource(SourceBasic)
 	}
 	return Credential{Source: SourceBasic, Username: s[:i], Password: s[i+1:]}, nil
+}
+
+// hasControl reports whether s has a control character, which RFC 7617
+// forbids in a user-id or password.
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 // isBase64Value reports whether v has only base64 alphabet characters and

@@ -60,13 +60,16 @@ func (p *OriginPolicy) validate() error {
 	return nil
 }
 
-// Check applies the policy to r. It returns nil, or an *Error matching
-// ErrOrigin with status 403. It allocates nothing.
+// Check applies the policy to r, Sec-Fetch-Site included. It returns nil,
+// or an *Error matching ErrOrigin with status 403. It allocates nothing.
 func (p *OriginPolicy) Check(r *http.Request) error {
 	if p.InsecureSkipOriginCheck {
 		return nil
 	}
-	return p.check(r)
+	if err := p.check(r); err != nil {
+		return err
+	}
+	return p.checkFetchSite(r)
 }
 
 // check applies the policy whether or not InsecureSkipOriginCheck is set.
@@ -208,9 +211,9 @@ func splitHostPort(s string) (host, port string, ok bool) {
 		}
 		port = s[1:]
 	} else {
-		host = s
-		if i := strings.IndexByte(s, ':'); i >= 0 {
-			host, port = s[:i], s[i+1:]
+		host, s = s, ""
+		if i := strings.IndexByte(host, ':'); i >= 0 {
+			host, port, s = host[:i], host[i+1:], host[i:]
 			if port == "" {
 				return "", "", false
 			}

@@ -23,9 +23,6 @@ func TestOriginPolicyCheck(t *testing.T) {
 		tls    bool
 		header http.Header
 		wantOK bool
-		// bug, when set, names a known library bug that makes the case
-		// fail; the case is skipped until the bug is fixed.
-		bug string
 	}{
 		// Same origin.
 		{
@@ -36,7 +33,6 @@ func TestOriginPolicyCheck(t *testing.T) {
 		},
 		{
 			name:   "passes the same https origin over TLS",
-			bug:    "splitHostPort refuses a host without port",
 			host:   "example.com",
 			tls:    true,
 			header: http.Header{"Origin": {"https://example.com"}},
@@ -44,21 +40,18 @@ func TestOriginPolicyCheck(t *testing.T) {
 		},
 		{
 			name:   "passes an explicit port 80 in the origin against a host without port",
-			bug:    "splitHostPort refuses a host without port",
 			host:   "example.com",
 			header: http.Header{"Origin": {"http://example.com:80"}},
 			wantOK: true,
 		},
 		{
 			name:   "passes an origin without port against a host with port 80",
-			bug:    "splitHostPort refuses a host without port",
 			host:   "example.com:80",
 			header: http.Header{"Origin": {"http://example.com"}},
 			wantOK: true,
 		},
 		{
 			name:   "passes an explicit port 443 in the origin against a TLS host without port",
-			bug:    "splitHostPort refuses a host without port",
 			host:   "example.com",
 			tls:    true,
 			header: http.Header{"Origin": {"https://example.com:443"}},
@@ -66,7 +59,6 @@ func TestOriginPolicyCheck(t *testing.T) {
 		},
 		{
 			name:   "passes an origin without port against a TLS host with port 443",
-			bug:    "splitHostPort refuses a host without port",
 			host:   "example.com:443",
 			tls:    true,
 			header: http.Header{"Origin": {"https://example.com"}},
@@ -239,7 +231,6 @@ func TestOriginPolicyCheck(t *testing.T) {
 		// AllowedOrigins "https://*.example.com".
 		{
 			name:   "passes a subdomain of a wildcard pattern",
-			bug:    "splitHostPort refuses a host without port",
 			policy: subdomains,
 			host:   "app.internal:8080",
 			header: http.Header{"Origin": {"https://a.example.com"}},
@@ -247,7 +238,6 @@ func TestOriginPolicyCheck(t *testing.T) {
 		},
 		{
 			name:   "passes a nested subdomain of a wildcard pattern",
-			bug:    "splitHostPort refuses a host without port",
 			policy: subdomains,
 			host:   "app.internal:8080",
 			header: http.Header{"Origin": {"https://a.b.example.com"}},
@@ -255,7 +245,6 @@ func TestOriginPolicyCheck(t *testing.T) {
 		},
 		{
 			name:   "matches a wildcard pattern case-insensitively",
-			bug:    "splitHostPort refuses a host without port",
 			policy: subdomains,
 			host:   "app.internal:8080",
 			header: http.Header{"Origin": {"https://A.EXAMPLE.COM"}},
@@ -263,7 +252,6 @@ func TestOriginPolicyCheck(t *testing.T) {
 		},
 		{
 			name:   "passes the pattern's default port spelled out",
-			bug:    "splitHostPort refuses a host without port",
 			policy: subdomains,
 			host:   "app.internal:8080",
 			header: http.Header{"Origin": {"https://a.example.com:443"}},
@@ -391,7 +379,6 @@ func TestOriginPolicyCheck(t *testing.T) {
 		// AllowedOrigins "http://localhost:*".
 		{
 			name:   "passes any port of an any-port pattern",
-			bug:    "splitHostPort refuses a host without port",
 			policy: localhost,
 			host:   "127.0.0.1:8080",
 			header: http.Header{"Origin": {"http://localhost:3000"}},
@@ -399,7 +386,6 @@ func TestOriginPolicyCheck(t *testing.T) {
 		},
 		{
 			name:   "passes the default port of an any-port pattern",
-			bug:    "splitHostPort refuses a host without port",
 			policy: localhost,
 			host:   "127.0.0.1:8080",
 			header: http.Header{"Origin": {"http://localhost"}},
@@ -433,7 +419,6 @@ func TestOriginPolicyCheck(t *testing.T) {
 		// TrustForwardedHeaders.
 		{
 			name:   "takes scheme and host from forwarded headers when trusted",
-			bug:    "splitHostPort refuses a host without port",
 			policy: forwarded,
 			host:   "10.0.0.5:8080",
 			header: http.Header{
@@ -481,7 +466,6 @@ func TestOriginPolicyCheck(t *testing.T) {
 		},
 		{
 			name:   "combines a trusted forwarded scheme with the request host",
-			bug:    "splitHostPort refuses a host without port",
 			policy: forwarded,
 			host:   "app.example.com",
 			header: http.Header{
@@ -514,7 +498,6 @@ func TestOriginPolicyCheck(t *testing.T) {
 		},
 		{
 			name:   "uses the first element of a trusted forwarded list",
-			bug:    "splitHostPort refuses a host without port",
 			policy: forwarded,
 			host:   "10.0.0.5:8080",
 			header: http.Header{
@@ -567,9 +550,6 @@ func TestOriginPolicyCheck(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.bug != "" {
-				t.Skip("bug: " + tc.bug)
-			}
 			r := httptest.NewRequest(http.MethodGet, "/ws", nil)
 			r.Host = tc.host
 			if tc.tls {
@@ -599,7 +579,6 @@ func TestOriginPolicyCheck(t *testing.T) {
 // that test to the Gate (checkFetchSite), so a caller using the policy on its
 // own does not get it.
 func TestOriginPolicyCheckRefusesCrossSiteFetch(t *testing.T) {
-	t.Skip("bug: OriginPolicy.Check passes Sec-Fetch-Site: cross-site without Origin though the OriginPolicy doc says it is refused")
 	r := httptest.NewRequest(http.MethodGet, "/ws", nil)
 	r.Host = "127.0.0.1:8080"
 	r.Header.Set("Sec-Fetch-Site", "cross-site")
@@ -632,7 +611,6 @@ func TestParseOrigin(t *testing.T) {
 		in     string
 		want   origin
 		wantOK bool
-		bug    string
 	}{
 		{
 			name:   "parses scheme, host and port",
@@ -642,7 +620,6 @@ func TestParseOrigin(t *testing.T) {
 		},
 		{
 			name:   "parses an origin without port",
-			bug:    "splitHostPort refuses a host without port",
 			in:     "https://example.com",
 			want:   origin{scheme: "https", host: "example.com"},
 			wantOK: true,
@@ -780,9 +757,6 @@ func TestParseOrigin(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.bug != "" {
-				t.Skip("bug: " + tc.bug)
-			}
 			got, ok := parseOrigin(tc.in)
 
 			require.Equal(t, tc.wantOK, ok)
@@ -797,32 +771,27 @@ func TestParseOriginPattern(t *testing.T) {
 		in     string
 		want   originPattern
 		wantOK bool
-		bug    string
 	}{
 		{
 			name:   "parses an exact origin",
-			bug:    "splitHostPort refuses a host without port",
 			in:     "https://app.example.com",
 			want:   originPattern{scheme: "https", host: "app.example.com"},
 			wantOK: true,
 		},
 		{
 			name:   "parses a subdomain wildcard",
-			bug:    "splitHostPort refuses a host without port",
 			in:     "https://*.example.com",
 			want:   originPattern{scheme: "https", host: "example.com", wildcard: true},
 			wantOK: true,
 		},
 		{
 			name:   "parses an any-port pattern",
-			bug:    "splitHostPort refuses a host without port",
 			in:     "http://localhost:*",
 			want:   originPattern{scheme: "http", host: "localhost", anyPort: true},
 			wantOK: true,
 		},
 		{
 			name:   "parses a wildcard with any port",
-			bug:    "splitHostPort refuses a host without port",
 			in:     "http://*.example.com:*",
 			want:   originPattern{scheme: "http", host: "example.com", wildcard: true, anyPort: true},
 			wantOK: true,
@@ -898,9 +867,6 @@ func TestParseOriginPattern(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.bug != "" {
-				t.Skip("bug: " + tc.bug)
-			}
 			got, ok := parseOriginPattern(tc.in)
 
 			require.Equal(t, tc.wantOK, ok)
@@ -921,7 +887,6 @@ func TestNewPanicsOnMalformedAllowedOrigins(t *testing.T) {
 		name      string
 		pattern   string
 		wantPanic bool
-		bug       string
 	}{
 		{
 			name:      "panics on a pattern without scheme",
@@ -950,19 +915,14 @@ func TestNewPanicsOnMalformedAllowedOrigins(t *testing.T) {
 		{
 			name:    "accepts a wildcard pattern",
 			pattern: "https://*.example.com",
-			bug:     "splitHostPort refuses a host without port",
 		},
 		{
 			name:    "accepts the documented any-port pattern",
 			pattern: "http://localhost:*",
-			bug:     "splitHostPort refuses a host without port",
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.bug != "" {
-				t.Skip("bug: " + tc.bug)
-			}
 			if !tc.wantPanic {
 				assert.NotPanics(t, newGate(tc.pattern))
 				return
