@@ -1,0 +1,142 @@
+// Command wsgate-demo is a browser playground for wsgate: a page with one
+// button per way a browser can carry a credential into a WebSocket handshake,
+// and a gated echo endpoint that says which way it accepted.
+//
+//	go run ./cmd/wsgate-demo
+//
+// then open the printed URL. A second listener (-cross-addr) serves the same
+// page from another origin, whose attempts the gate refuses with 403.
+// Run with -help for the endpoints and credential names.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+)
+
+const usageText = `wsgate-demo: a browser playground for github.com/wsgate/wsgate.
+
+Endpoints (on -addr; the -cross-addr listener serves the same ones, but its
+page opens its sockets to -addr, from another origin):
+  GET  /         the page (embedded index.html)
+  GET  /app.js   the page's script
+  GET  /config   JSON {ws, token, ...} for the page; answered only to loopback,
+                 same-origin requests with a loopback Host (a demo convenience:
+                 a real server never hands a token to a page this way)
+  GET  /last     JSON: the last handshake's credential headers, secrets masked
+  POST /login    form field "token"; sets cookie wsgate_token (HttpOnly,
+                 SameSite=Strict, Path=/) and answers 204, or 401
+  POST /logout   clears the cookie
+  GET  /ws       the gated echo WebSocket; subprotocol "chat"
+
+Credentials /ws accepts (exactly one per handshake):
+  Sec-WebSocket-Protocol: chat, access_token, TOKEN
+  Sec-WebSocket-Protocol: chat, base64url.bearer.authorization.k8s.io.<base64url(TOKEN)>
+  Authorization: Basic base64(TOKEN:)   (browsers: ws://TOKEN@host/ws)
+  Authorization: Bearer TOKEN           (see cmd/wsgate-client)
+  Cookie: wsgate_token=TOKEN            (needs a same-origin Origin)
+  /ws?access_token=TOKEN
+
+Flags:
+`
+
+func main() {
+	fs := flag.NewFlagSet("wsgate-demo", flag.ExitOnError)
+	addr := fs.String("addr", "127.0.0.1:8080", "main listener `address`")
+	crossAddr := fs.String("cross-addr", "127.0.0.1:8081", "cross-origin listener `address` (empty: none)")
+	token := fs.String("token", "", "the demo `token` (default: 128 random bits, unpadded base64url)")
+	logFormat := fs.String("log", "text", "log `format` on stderr: text or json")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usageText)
+		fs.PrintDefaults()
+	}
+	fs.Parse(os.Args[1:])
+
+	if err := run(*addr, *crossAddr, *token, *logFormat); err != nil {
+		fmt.Fprintln(os.Stderr, "wsgate-demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run(addr, crossAddr, token, logFormat string) error {
+	var h slog.Handler
+	switch logFormat {
+	case "text":
+		h = slog.NewTextHandler(os.Stderr, nil)
+	case "json":
+		h = slog.NewJSONHandler(os.Stderr, nil)
+	default:
+		return fmt.Errorf("-log %q: want text or json", logFormat)
+	}
+	if token == "" {
+		token = randomToken()
+	} else if !validToken(token) {
+		return errors.New("-token: use only A-Z a-z 0-9 - . _ ~ (a value every way can carry)")
+	}
+
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	listeners := []net.Listener{ln}
+	d := newDemo(token, slog.New(h))
+	handlers := []http.Handler{d.handler(pageConfig{})}
+	page := "http://" + ln.Addr().String() + "/"
+	fmt.Printf("token: %s\npage:  %s\n", token, page)
+	if crossAddr != "" {
+		cln, err := net.Listen("tcp", crossAddr)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		cross := "http://" + cln.Addr().String() + "/"
+		listeners = append(listeners, cln)
+		handlers[0] = d.handler(pageConfig{Other: cross})
+		handlers = append(handlers, d.handler(pageConfig{WSHost: ln.Addr().String(), Other: page, Cross: true}))
+		fmt.Printf("cross: %s (another origin; its sockets go to %s)\n", cross, ln.Addr())
+	}
+	fmt.Printf("Go:    go run ./cmd/wsgate-client -url ws://%s/ws -token %s\n", ln.Addr(), token)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	errc := make(chan error, len(listeners))
+	servers := make([]*http.Server, len(listeners))
+	for i, l := range listeners {
+		servers[i] = &http.Server{Handler: handlers[i], ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- servers[i].Serve(l) }()
+	}
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	for _, s := range servers {
+		s.Shutdown(sctx) // upgraded sockets are hijacked and end with the process
+	}
+	return err
+}
+
+// randomToken returns 128 random bits in unpadded base64url: 22 characters
+// that fit every way (subprotocol entry, cookie, query, Basic, Bearer).
+func randomToken() string {
+	b := make([]byte, 16)
+	rand.Read(b) // never fails (crypto/rand)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// validToken accepts the characters that every way carries unchanged.
+func validToken(t string) bool {
+	return t != "" && strings.Trim(t, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~") == ""
+}
