@@ -3,10 +3,13 @@ package wsgate_test
 import (
 	"context"
 	"errors"
+	"expvar"
 	"fmt"
 	"log"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 
 	"github.com/gobwas/ws/wsutil"
 	"github.com/wsgate/wsgate"
@@ -127,4 +130,26 @@ func ExampleOriginPolicy() {
 		Origin: wsgate.OriginPolicy{AllowedOrigins: []string{"https://*.example.com"}},
 	})
 	log.Println(gate != nil)
+}
+
+// OnHandshake feeds metrics without a metrics dependency; here, expvar
+// counters served at /debug/vars.
+func ExampleConfig_onHandshake() {
+	accepted := expvar.NewMap("wsgate_accepted_by_source")
+	refused := expvar.NewMap("wsgate_refused_by_status")
+	gate := wsgate.New(lookup, wsgate.Config{
+		Logger: slog.New(slog.DiscardHandler), // or your logger
+		OnHandshake: func(ev wsgate.HandshakeEvent) {
+			if ev.Accepted {
+				accepted.Add(ev.Source.String(), 1)
+			} else {
+				refused.Add(strconv.Itoa(ev.Status), 1)
+			}
+		},
+	})
+	rec := httptest.NewRecorder()
+	// A plain GET is no WebSocket handshake: 426, counted as refused.
+	gate.Handler(nil).ServeHTTP(rec, httptest.NewRequest("GET", "/ws", nil))
+	fmt.Println(refused.Get("426"))
+	// Output: 1
 }

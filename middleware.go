@@ -3,6 +3,7 @@ package wsgate
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -40,6 +41,17 @@ type Config struct {
 	// VerifyTimeout bounds the Verifier's time per handshake; 0 means
 	// DefaultVerifyTimeout. A verifier that overruns it is answered 503.
 	VerifyTimeout time.Duration
+
+	// Logger, when set, gets one line per refusal (Info; Error for 5xx and
+	// failed upgrades) with status, reason, credential source, remote
+	// address and path, and one Debug line per accepted handshake. No
+	// header value or credential is ever logged.
+	Logger *slog.Logger
+
+	// OnHandshake, when set, is called once per handshake, accepted or
+	// refused, for metrics and auditing. It runs on the request's
+	// goroutine before the answer is finished, so it must be quick.
+	OnHandshake func(HandshakeEvent)
 }
 
 const defaultRealm = "wsgate"
@@ -64,6 +76,9 @@ type Gate[P any] struct {
 	// echo holds the ready Sec-WebSocket-Protocol response line of every
 	// protocol the gate may echo: Protocols and the markers.
 	echo map[string]http.Header
+
+	logger      *slog.Logger
+	onHandshake func(HandshakeEvent)
 }
 
 // New returns a Gate that verifies credentials with verify. It panics if
@@ -88,6 +103,8 @@ func New[P any](verify Verifier[P], cfg Config) *Gate[P] {
 		origin:        cfg.Origin,
 		firstWins:     cfg.FirstCredentialWins,
 		verifyTimeout: cfg.VerifyTimeout,
+		logger:        cfg.Logger,
+		onHandshake:   cfg.OnHandshake,
 	}
 	g.origin.AllowedOrigins = append([]string(nil), cfg.Origin.AllowedOrigins...)
 	if len(g.extractors) == 0 {
@@ -262,10 +279,20 @@ func (g *Gate[P]) WriteError(w http.ResponseWriter, err error) {
 // used with NegotiatedProtocol. Refused handshakes never reach next.
 func (g *Gate[P]) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var start time.Time
+		if g.observed() {
+			start = time.Now()
+		}
 		a, err := g.authenticate(r)
 		if err != nil {
 			g.WriteError(w, err)
+			if g.observed() {
+				g.observe(r, start, err.Status, err.Source, err)
+			}
 			return
+		}
+		if g.observed() {
+			g.observe(r, start, 0, a.Source, nil)
 		}
 		v := &gateValue{principal: a.Principal, source: a.Source, protocol: a.Protocol}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), gateKey{}, v)))
@@ -278,12 +305,26 @@ func (g *Gate[P]) Middleware(next http.Handler) http.Handler {
 // handshakes never reach serve.
 func (g *Gate[P]) Handler(serve func(ctx context.Context, s Session[P])) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var start time.Time
+		if g.observed() {
+			start = time.Now()
+		}
 		a, err := g.authenticate(r)
 		if err != nil {
 			g.WriteError(w, err)
+			if g.observed() {
+				g.observe(r, start, err.Status, err.Source, err)
+			}
 			return
 		}
 		conn, uerr := upgrade(w, r, g.echo[a.Protocol])
+		if g.observed() {
+			status := http.StatusSwitchingProtocols
+			if e, ok := uerr.(*Error); ok {
+				status = e.Status
+			}
+			g.observe(r, start, status, a.Source, uerr)
+		}
 		if uerr != nil {
 			return
 		}

@@ -389,25 +389,7 @@ func TestNoEchoWhenNothingMatchesAndNoMarker(t *testing.T) {
 // and looks for it in everything the client and the caller get back.
 func TestSecretsNeverLeak(t *testing.T) {
 	wrong := "Wr0ngSecret-sentinel_c4d1"
-	requests := map[string]*http.Request{
-		"wrong bearer":           newHandshake("/ws", "Authorization", "Bearer "+wrong),
-		"malformed bearer":       newHandshake("/ws", "Authorization", "Bearer "+wrong+" x"),
-		"wrong basic":            newHandshake("/ws", "Authorization", basicAuth(wrong, "")),
-		"basic with password":    newHandshake("/ws", "Authorization", basicAuth("alice", wrong)),
-		"wrong marker token":     newHandshake("/ws", "Sec-WebSocket-Protocol", "chat, access_token, "+wrong),
-		"wrong prefix token":     newHandshake("/ws", "Sec-WebSocket-Protocol", "chat, "+KubernetesPrefix+b64url(wrong)),
-		"prefix without chat":    newHandshake("/ws", "Sec-WebSocket-Protocol", KubernetesPrefix+b64url(wrong)),
-		"malformed list":         newHandshake("/ws", "Sec-WebSocket-Protocol", "access_token, "+wrong+", ,"),
-		"wrong cookie":           newHandshake("/ws", "Cookie", "session="+wrong, "Origin", "http://127.0.0.1:8080"),
-		"cookie foreign origin":  newHandshake("/ws", "Cookie", "session="+wrong, "Origin", "http://evil.example"),
-		"two cookies":            newHandshake("/ws", "Cookie", "session="+wrong+"; session="+wrong, "Origin", "http://127.0.0.1:8080"),
-		"wrong query":            newHandshake("/ws?access_token=" + wrong),
-		"two query values":       newHandshake("/ws?access_token=" + wrong + "&access_token=" + wrong),
-		"two places":             newHandshake("/ws?access_token="+wrong, "Authorization", "Bearer "+wrong),
-		"bad key with secret":    newHandshake("/ws", "Authorization", "Bearer "+wrong, "Sec-WebSocket-Key", wrong),
-		"bad origin with secret": newHandshake("/ws", "Authorization", "Bearer "+wrong, "Origin", "http://"+wrong),
-	}
-	for name, r := range requests {
+	for name, r := range refusedRequests(wrong) {
 		t.Run(name, func(t *testing.T) {
 			var logs strings.Builder
 			log := slog.New(slog.NewTextHandler(&logs, nil))
@@ -425,6 +407,29 @@ func TestSecretsNeverLeak(t *testing.T) {
 			assert.NotContains(t, fmt.Sprintf("%v %+v", err, err), wrong)
 			assert.NotContains(t, logs.String(), wrong)
 		})
+	}
+}
+
+// refusedRequests are handshakes that carry the secret wrong and fail in
+// every way the gate can refuse a credential.
+func refusedRequests(wrong string) map[string]*http.Request {
+	return map[string]*http.Request{
+		"wrong bearer":           newHandshake("/ws", "Authorization", "Bearer "+wrong),
+		"malformed bearer":       newHandshake("/ws", "Authorization", "Bearer "+wrong+" x"),
+		"wrong basic":            newHandshake("/ws", "Authorization", basicAuth(wrong, "")),
+		"basic with password":    newHandshake("/ws", "Authorization", basicAuth("alice", wrong)),
+		"wrong marker token":     newHandshake("/ws", "Sec-WebSocket-Protocol", "chat, access_token, "+wrong),
+		"wrong prefix token":     newHandshake("/ws", "Sec-WebSocket-Protocol", "chat, "+KubernetesPrefix+b64url(wrong)),
+		"prefix without chat":    newHandshake("/ws", "Sec-WebSocket-Protocol", KubernetesPrefix+b64url(wrong)),
+		"malformed list":         newHandshake("/ws", "Sec-WebSocket-Protocol", "access_token, "+wrong+", ,"),
+		"wrong cookie":           newHandshake("/ws", "Cookie", "session="+wrong, "Origin", "http://127.0.0.1:8080"),
+		"cookie foreign origin":  newHandshake("/ws", "Cookie", "session="+wrong, "Origin", "http://evil.example"),
+		"two cookies":            newHandshake("/ws", "Cookie", "session="+wrong+"; session="+wrong, "Origin", "http://127.0.0.1:8080"),
+		"wrong query":            newHandshake("/ws?access_token=" + wrong),
+		"two query values":       newHandshake("/ws?access_token=" + wrong + "&access_token=" + wrong),
+		"two places":             newHandshake("/ws?access_token="+wrong, "Authorization", "Bearer "+wrong),
+		"bad key with secret":    newHandshake("/ws", "Authorization", "Bearer "+wrong, "Sec-WebSocket-Key", wrong),
+		"bad origin with secret": newHandshake("/ws", "Authorization", "Bearer "+wrong, "Origin", "http://"+wrong),
 	}
 }
 

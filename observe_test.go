@@ -1,0 +1,112 @@
+package wsgate
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// events collects HandshakeEvents.
+type events struct {
+	mu  sync.Mutex
+	all []HandshakeEvent
+}
+
+func (e *events) add(ev HandshakeEvent) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.all = append(e.all, ev)
+}
+
+func TestRefusalsAreLoggedWithoutSecrets(t *testing.T) {
+	wrong := "Wr0ngSecret-sentinel_c4d1"
+	for name, r := range refusedRequests(wrong) {
+		t.Run(name, func(t *testing.T) {
+			var buf bytes.Buffer
+			var got events
+			cfg := allWays()
+			cfg.Logger = slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			cfg.OnHandshake = got.add
+			g := New(StaticToken(secret, user{"alice"}), cfg)
+			r.RemoteAddr = "192.0.2.7:5555"
+			w := serveOnce(g.Handler(echoHandler), r)
+			require.False(t, w.hijacked)
+
+			require.Len(t, got.all, 1)
+			ev := got.all[0]
+			assert.False(t, ev.Accepted)
+			assert.Equal(t, w.status, ev.Status)
+			assert.Error(t, ev.Err)
+			assert.Equal(t, "192.0.2.7:5555", ev.RemoteAddr)
+			assert.Equal(t, "/ws", ev.Path)
+
+			var line map[string]any
+			require.NoError(t, json.Unmarshal(buf.Bytes(), &line), buf.String())
+			assert.Equal(t, "wsgate: handshake refused", line["msg"])
+			assert.Equal(t, float64(w.status), line["status"])
+			assert.NotEmpty(t, line["reason"])
+			assert.Equal(t, "192.0.2.7:5555", line["remote"])
+			assert.NotContains(t, buf.String(), wrong)
+		})
+	}
+}
+
+func TestLogLevelsFollowTheOutcome(t *testing.T) {
+	var buf bytes.Buffer
+	cfg := allWays()
+	cfg.Logger = slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	g := New(func(_ context.Context, c Credential) (user, error) {
+		if c.Token == "broken" {
+			return user{}, assert.AnError
+		}
+		return StaticToken(secret, user{"alice"})(context.Background(), c)
+	}, cfg)
+	h := g.Handler(echoHandler)
+	serveOnce(h, newHandshake("/ws", "Authorization", "Bearer "+secret))
+	serveOnce(h, newHandshake("/ws", "Authorization", "Bearer wrong"))
+	serveOnce(h, newHandshake("/ws", "Authorization", "Bearer broken"))
+	var levels, sources []string
+	for _, l := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
+		var line map[string]any
+		require.NoError(t, json.Unmarshal(l, &line))
+		levels = append(levels, line["level"].(string))
+		sources = append(sources, line["source"].(string))
+	}
+	assert.Equal(t, []string{"DEBUG", "INFO", "ERROR"}, levels)
+	assert.Equal(t, []string{"bearer", "bearer", "bearer"}, sources)
+	assert.NotContains(t, buf.String(), secret)
+}
+
+func TestOnHandshakeSeesEveryOutcome(t *testing.T) {
+	var got events
+	cfg := allWays()
+	cfg.OnHandshake = got.add
+	g := New(StaticToken(secret, user{"alice"}), cfg)
+	serveOnce(g.Handler(echoHandler), newHandshake("/ws", "Sec-WebSocket-Protocol", "chat, access_token, "+secret))
+	serveOnce(g.Handler(echoHandler), newHandshake("/ws"))
+	serveOnce(g.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})), newHandshake("/ws?access_token="+secret))
+	serveOnce(g.Handler(echoHandler), newHandshake("/ws", "Origin", "http://evil.example"))
+
+	require.Len(t, got.all, 4)
+	assert.Equal(t, HandshakeEvent{Accepted: true, Status: 101, Source: SourceSubprotocol, Path: "/ws"}, withoutDuration(got.all[0]))
+	assert.Equal(t, 401, got.all[1].Status)
+	assert.ErrorIs(t, got.all[1].Err, ErrNoCredential)
+	assert.Equal(t, HandshakeEvent{Accepted: true, Status: 0, Source: SourceQuery, Path: "/ws"}, withoutDuration(got.all[2]))
+	assert.Equal(t, 403, got.all[3].Status)
+	assert.ErrorIs(t, got.all[3].Err, ErrOrigin)
+	for _, ev := range got.all {
+		assert.Positive(t, ev.Duration)
+	}
+}
+
+func withoutDuration(ev HandshakeEvent) HandshakeEvent {
+	ev.Duration, ev.RemoteAddr = 0, ""
+	return ev
+}
