@@ -2,6 +2,7 @@ package wsgate
 
 import (
 	"net/http"
+	"strings"
 )
 
 // Canonical header keys, so lookups in http.Header allocate nothing.
@@ -40,30 +41,45 @@ const (
 // CheckHandshake reads headers only and allocates nothing. It does not apply
 // an origin policy; see OriginPolicy.
 func CheckHandshake(r *http.Request) error {
-	if r.ProtoMajor != 1 || r.ProtoMinor < 1 {
-		return errHTTPVersion
-	}
-	if r.Method != http.MethodGet {
-		return errMethod
-	}
-	h := r.Header
-	if !hasToken(h[hUpgrade], "websocket") {
-		return errUpgrade
-	}
-	if !hasToken(h[hConnection], "upgrade") {
-		return errConnection
-	}
-	switch v := h[hWSVersion]; {
-	case len(v) != 1:
-		return errVersionMissing
-	case trimOWS(v[0]) != versionValue:
-		return errVersion
-	}
-	if k := h[hWSKey]; len(k) != 1 || !validKey(trimOWS(k[0])) {
-		return errKey
-	}
-	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
-		return errBody
+	if _, err := checkHandshake(r); err != nil {
+		return err
 	}
 	return nil
+}
+
+// checkHandshake is CheckHandshake. It also reports whether gobwas/ws, which
+// reads only the first line of each header and trims nothing, reads r the
+// same way (plain); when it would not, upgrade hands it a normalised copy.
+func checkHandshake(r *http.Request) (plain bool, err *Error) {
+	if r.ProtoMajor != 1 || r.ProtoMinor < 1 {
+		return false, errHTTPVersion
+	}
+	if r.Method != http.MethodGet {
+		return false, errMethod
+	}
+	h := r.Header
+	up, conn := h[hUpgrade], h[hConnection]
+	if !hasToken(up, "websocket") {
+		return false, errUpgrade
+	}
+	if !hasToken(conn, "upgrade") {
+		return false, errConnection
+	}
+	v := h[hWSVersion]
+	switch {
+	case len(v) != 1:
+		return false, errVersionMissing
+	case trimOWS(v[0]) != versionValue:
+		return false, errVersion
+	}
+	k := h[hWSKey]
+	if len(k) != 1 || !validKey(trimOWS(k[0])) {
+		return false, errKey
+	}
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		return false, errBody
+	}
+	plain = strings.EqualFold(up[0], "websocket") && len(k[0]) == keyLen && v[0] == versionValue &&
+		len(conn) == 1 && (strings.EqualFold(conn[0], "Upgrade") || strings.EqualFold(conn[0], "keep-alive, Upgrade"))
+	return plain, nil
 }

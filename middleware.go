@@ -73,9 +73,9 @@ type Gate[P any] struct {
 	basic         bool // answer a missing credential with a Basic challenge
 	verifyTimeout time.Duration
 	challenges    *challenges
-	// echo holds the ready Sec-WebSocket-Protocol response line of every
-	// protocol the gate may echo: Protocols and the markers.
-	echo map[string]http.Header
+	// selectors holds the gobwas/ws Protocol callback of every protocol the
+	// gate may echo (Protocols and the markers), made once.
+	selectors map[string]func(string) bool
 
 	logger      *slog.Logger
 	onHandshake func(HandshakeEvent)
@@ -121,13 +121,13 @@ func New[P any](verify Verifier[P], cfg Config) *Gate[P] {
 		realm = defaultRealm
 	}
 	g.challenges = newChallenges(realm)
-	g.echo = make(map[string]http.Header)
+	g.selectors = make(map[string]func(string) bool)
 	for _, p := range g.protocols {
-		g.echo[p] = protocolHeader(p)
+		g.selectors[p] = selectorFor(p)
 	}
 	for _, e := range g.extractors {
 		if e.kind == kindSubprotocol {
-			g.echo[e.name] = protocolHeader(e.name)
+			g.selectors[e.name] = selectorFor(e.name)
 		}
 	}
 	return g
@@ -141,6 +141,8 @@ type Auth[P any] struct {
 	Source Source
 	// Protocol is the subprotocol the 101 echoes, or "" for none.
 	Protocol string
+
+	plain bool // gobwas/ws reads the request as is (see checkHandshake)
 }
 
 // Session is an authenticated, upgraded connection, handed to the callback
@@ -171,8 +173,9 @@ func (g *Gate[P]) Authenticate(r *http.Request) (Auth[P], error) {
 
 func (g *Gate[P]) authenticate(r *http.Request) (Auth[P], *Error) {
 	var a Auth[P]
-	if err := CheckHandshake(r); err != nil {
-		return a, err.(*Error)
+	var err *Error
+	if a.plain, err = checkHandshake(r); err != nil {
+		return a, err
 	}
 	originErr := g.origin.check(r)
 	if originErr != nil && !g.origin.InsecureSkipOriginCheck {
@@ -230,9 +233,9 @@ func (g *Gate[P]) authenticate(r *http.Request) (Auth[P], *Error) {
 	}
 
 	vctx := &verifyContext{parent: r.Context(), deadline: time.Now().Add(g.verifyTimeout)}
-	p, err := g.verify(vctx, cred)
-	if err != nil {
-		e := verifyError(vctx, err, cred.Source)
+	p, verr := g.verify(vctx, cred)
+	if verr != nil {
+		e := verifyError(vctx, verr, cred.Source)
 		vctx.release()
 		return a, e
 	}
@@ -294,7 +297,8 @@ func (g *Gate[P]) Middleware(next http.Handler) http.Handler {
 		if g.observed() {
 			g.observe(r, start, 0, a.Source, nil)
 		}
-		v := &gateValue{principal: a.Principal, source: a.Source, protocol: a.Protocol}
+		v := &gateValue{principal: a.Principal, source: a.Source, protocol: a.Protocol,
+			selector: g.selectors[a.Protocol], plain: a.plain}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), gateKey{}, v)))
 	})
 }
@@ -317,7 +321,7 @@ func (g *Gate[P]) Handler(serve func(ctx context.Context, s Session[P])) http.Ha
 			}
 			return
 		}
-		conn, uerr := upgrade(w, r, g.echo[a.Protocol])
+		conn, uerr := upgrade(w, r, g.selectors[a.Protocol], a.plain)
 		if g.observed() {
 			status := http.StatusSwitchingProtocols
 			if e, ok := uerr.(*Error); ok {
@@ -340,6 +344,8 @@ type gateValue struct {
 	principal any
 	source    Source
 	protocol  string
+	selector  func(string) bool
+	plain     bool
 }
 
 func gateValueFrom(ctx context.Context) *gateValue {

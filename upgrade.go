@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"net"
 	"net/http"
-	"strings"
 
 	"github.com/gobwas/ws"
 )
@@ -27,45 +26,45 @@ import (
 // and the error matches ErrNotHijacker. Connection deadlines set by net/http
 // are cleared, and bytes the client sent right after the request are kept.
 func Upgrade(w http.ResponseWriter, r *http.Request, protocols ...string) (net.Conn, error) {
-	var protocol string
 	if v := gateValueFrom(r.Context()); v != nil {
-		protocol = v.protocol
-	} else {
-		if err := CheckHandshake(r); err != nil {
-			WriteError(w, err)
-			return nil, err
-		}
-		var err error
-		if protocol, err = SelectProtocol(r.Header[hWSProtocol], protocols); err != nil {
-			WriteError(w, err)
-			return nil, err
-		}
+		return upgrade(w, r, v.selector, v.plain)
 	}
-	return upgrade(w, r, protocolHeader(protocol))
+	plain, err := checkHandshake(r)
+	if err != nil {
+		WriteError(w, err)
+		return nil, err
+	}
+	protocol, perr := SelectProtocol(r.Header[hWSProtocol], protocols)
+	if perr != nil {
+		WriteError(w, perr)
+		return nil, perr
+	}
+	return upgrade(w, r, selectorFor(protocol), plain)
 }
 
-// protocolHeader returns the response header that echoes p, or nil for no
-// protocol. Gates build theirs once, in New; gobwas/ws only reads it.
-func protocolHeader(p string) http.Header {
+// selectorFor returns the gobwas/ws Protocol callback that selects exactly
+// p, or nil for no protocol. Gates make theirs once, in New, so that no
+// closure is allocated per handshake.
+func selectorFor(p string) func(string) bool {
 	if p == "" {
 		return nil
 	}
-	return http.Header{"Sec-Websocket-Protocol": {p}}
+	return func(offered string) bool { return offered == p }
 }
 
 // upgrade hijacks the connection and writes the 101 with gobwas/ws. r must
-// have passed CheckHandshake, and protocol must be nil or the
-// header (see protocolHeader) echoing an entry of r's list. The echo is
-// handed to gobwas ready-made rather than through its Protocol callback,
-// which would copy the entry and, as a closure, escape to the heap on every
-// handshake.
-func upgrade(w http.ResponseWriter, r *http.Request, protocol http.Header) (net.Conn, error) {
+// have passed checkHandshake, which also said whether gobwas reads it as is
+// (plain), and selector must be nil or select an entry of r's list.
+func upgrade(w http.ResponseWriter, r *http.Request, selector func(string) bool, plain bool) (net.Conn, error) {
 	if !canHijack(w) {
 		WriteError(w, errNotHijacker)
 		return nil, errNotHijacker
 	}
-	u := ws.HTTPUpgrader{Header: protocol}
-	conn, rw, _, err := u.Upgrade(gobwasRequest(r), w)
+	if !plain {
+		r = normalised(r)
+	}
+	u := ws.HTTPUpgrader{Protocol: selector}
+	conn, rw, _, err := u.Upgrade(r, w)
 	if err != nil {
 		if conn != nil {
 			conn.Close()
@@ -92,16 +91,11 @@ func canHijack(w http.ResponseWriter) bool {
 	}
 }
 
-// gobwasRequest returns r, or, in the rare case where r is valid by
-// CheckHandshake's reading but gobwas/ws would read it otherwise (it looks
-// only at the first line of each header and does not trim), a shallow copy
-// with those headers in their plain form.
-func gobwasRequest(r *http.Request) *http.Request {
+// normalised returns a shallow copy of r with the handshake headers in the
+// plain form gobwas/ws reads, for the rare request that is valid by
+// CheckHandshake's reading but not by gobwas's.
+func normalised(r *http.Request) *http.Request {
 	h := r.Header
-	if firstIs(h[hUpgrade], "websocket") && firstHasUpgrade(h[hConnection]) &&
-		len(h[hWSKey][0]) == keyLen && h[hWSVersion][0] == versionValue {
-		return r
-	}
 	c := *r
 	c.Header = h.Clone()
 	c.Header[hUpgrade] = []string{"websocket"}
@@ -109,16 +103,6 @@ func gobwasRequest(r *http.Request) *http.Request {
 	c.Header[hWSKey] = []string{trimOWS(h[hWSKey][0])}
 	c.Header[hWSVersion] = []string{versionValue}
 	return &c
-}
-
-func firstIs(lines []string, v string) bool {
-	return len(lines) > 0 && strings.EqualFold(lines[0], v)
-}
-
-// firstHasUpgrade accepts the Connection values browsers send; anything
-// else is normalised rather than left to gobwas/ws's own list scanner.
-func firstHasUpgrade(lines []string) bool {
-	return len(lines) == 1 && (strings.EqualFold(lines[0], "Upgrade") || strings.EqualFold(lines[0], "keep-alive, Upgrade"))
 }
 
 // bufferedConn serves the bytes net/http had already read past the request
