@@ -52,12 +52,16 @@ type expiry struct {
 	at    time.Time // zero: no expiry
 	timer *time.Timer
 	done  bool // expired, or the session has ended
+	fired bool
+	// closed is closed once the expiry's close frame is written and the
+	// connection closed, so the session ends only after that.
+	closed chan struct{}
 }
 
 // startExpiry returns the session context that ends at at, and its expiry.
 func startExpiry(parent context.Context, conn net.Conn, at time.Time) (context.Context, *expiry) {
 	ctx, cancel := context.WithCancelCause(parent)
-	e := &expiry{conn: conn, cancel: cancel, at: at}
+	e := &expiry{conn: conn, cancel: cancel, at: at, closed: make(chan struct{})}
 	e.mu.Lock()
 	e.timer = time.AfterFunc(time.Until(at), e.fire)
 	e.mu.Unlock()
@@ -76,8 +80,9 @@ func (e *expiry) fire() {
 		e.mu.Unlock()
 		return
 	}
-	e.done = true
+	e.done, e.fired = true, true
 	e.mu.Unlock()
+	defer close(e.closed)
 	e.cancel(ErrCredentialExpired)
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
@@ -100,13 +105,18 @@ func (e *expiry) renew(t time.Time) bool {
 	return true
 }
 
-// stop ends the expiry when the session ends.
+// stop ends the expiry when the session ends, after the expiry's close
+// frame if it is being written.
 func (e *expiry) stop() {
 	e.mu.Lock()
 	e.done = true
 	e.timer.Stop()
+	fired := e.fired
 	e.mu.Unlock()
 	e.cancel(context.Canceled)
+	if fired {
+		<-e.closed
+	}
 }
 
 // Renew moves the session's credential expiry to t, for example after the
@@ -125,9 +135,10 @@ func (s Session[P]) Renew(t time.Time) bool {
 // WriteLock returns the lock the gate holds while it writes the close frame
 // of an expired credential, from a goroutine of its own. While the session
 // has an expiry, the application must hold it around each whole frame it
-// writes to Conn (not around reads), or the close frame may land in the
-// middle of one of its frames. When the session has no expiry the gate never
-// writes and WriteLock returns a Locker that does nothing.
+// writes to Conn (not around reads, and never while waiting for the
+// context), or the close frame may land in the middle of one of its frames.
+// When the session has no expiry the gate never writes and WriteLock
+// returns a Locker that does nothing.
 func (s Session[P]) WriteLock() sync.Locker {
 	if s.exp == nil {
 		return nopLocker{}
