@@ -7,7 +7,9 @@
 // cookie, or a query parameter. Each of these has an Extractor. A Gate runs
 // the RFC 6455 checks, the origin policy, the extractors and a Verifier, in
 // that order, and answers every refusal with an HTTP error before anything is
-// hijacked.
+// hijacked, or, with RefuseCloseFrame, with a close frame a browser page can
+// read. InBandAuth authenticates the first message instead, and SetExpiry
+// lets a Verifier end a connection when its credential expires.
 //
 // A Gate is used either as middleware (Gate.Middleware), which puts the
 // verified principal in the request context and leaves the upgrade to the

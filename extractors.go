@@ -23,9 +23,10 @@ const (
 	SourceBearer                   // Authorization: Bearer
 	SourceCookie                   // Cookie
 	SourceQuery                    // query parameter
+	SourceMessage                  // in-band: the first WebSocket message (see InBandAuth)
 )
 
-var sourceNames = [...]string{"none", "subprotocol", "subprotocol-prefix", "basic", "bearer", "cookie", "query"}
+var sourceNames = [...]string{"none", "subprotocol", "subprotocol-prefix", "basic", "bearer", "cookie", "query", "message"}
 
 // String returns a short lower-case name: "subprotocol", "basic", "cookie"...
 func (s Source) String() string {

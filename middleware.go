@@ -52,6 +52,17 @@ type Config struct {
 	// refused, for metrics and auditing. It runs on the request's
 	// goroutine before the answer is finished, so it must be quick.
 	OnHandshake func(HandshakeEvent)
+
+	// Refusal says how refusals are answered: with HTTP errors (RefuseHTTP,
+	// the default) or, for the credential, verification and subprotocol
+	// refusals a browser page should be able to see, with a close frame
+	// after the upgrade (RefuseCloseFrame).
+	Refusal RefusalMode
+
+	// InBand, when set, makes Gate.Handler accept a handshake without a
+	// credential and authenticate its first message instead; see
+	// InBandAuth. nil means no in-band authentication.
+	InBand *InBandAuth
 }
 
 const defaultRealm = "wsgate"
@@ -60,7 +71,9 @@ const defaultRealm = "wsgate"
 // request it checks, in order: the RFC 6455 handshake (CheckHandshake), the
 // origin policy, the Sec-WebSocket-Protocol list, the credential
 // (extractors, then the Verifier) and the subprotocol to echo. Any failure is
-// answered with an HTTP error (see Error) before the connection is hijacked.
+// answered with an HTTP error (see Error) before the connection is hijacked,
+// or, with Config.Refusal set to RefuseCloseFrame, some of them with a close
+// frame after the upgrade.
 //
 // P is the type of the principal the Verifier returns; it reaches user code
 // typed, through PrincipalFrom or Session. A Gate is safe for concurrent use.
@@ -72,6 +85,8 @@ type Gate[P any] struct {
 	firstWins     bool
 	basic         bool // answer a missing credential with a Basic challenge
 	verifyTimeout time.Duration
+	refusal       RefusalMode
+	inband        *InBandAuth // nil: no in-band authentication
 	challenges    *challenges
 	// selectors holds the gobwas/ws Protocol callback of every protocol the
 	// gate may echo (Protocols and the markers), made once.
@@ -105,6 +120,10 @@ func New[P any](verify Verifier[P], cfg Config) *Gate[P] {
 		verifyTimeout: cfg.VerifyTimeout,
 		logger:        cfg.Logger,
 		onHandshake:   cfg.OnHandshake,
+		refusal:       cfg.Refusal,
+	}
+	if cfg.InBand != nil {
+		g.inband = cfg.InBand.withDefaults()
 	}
 	g.origin.AllowedOrigins = append([]string(nil), cfg.Origin.AllowedOrigins...)
 	if len(g.extractors) == 0 {
@@ -141,6 +160,9 @@ type Auth[P any] struct {
 	Source Source
 	// Protocol is the subprotocol the 101 echoes, or "" for none.
 	Protocol string
+	// Expires is when the credential expires, as the Verifier reported it
+	// with SetExpiry, or the zero time. Session.Renew does not change it.
+	Expires time.Time
 
 	plain bool // gobwas/ws reads the request as is (see checkHandshake)
 }
@@ -156,6 +178,8 @@ type Session[P any] struct {
 	// Request is the handshake request, without the credential's
 	// subprotocol entry or query parameter.
 	Request *http.Request
+
+	exp *expiry // nil: the credential has no expiry
 }
 
 // Authenticate runs every check of the gate on r without writing anything
@@ -232,15 +256,11 @@ func (g *Gate[P]) authenticate(r *http.Request) (Auth[P], *Error) {
 		}
 	}
 
-	vctx := &verifyContext{parent: r.Context(), deadline: time.Now().Add(g.verifyTimeout)}
-	p, verr := g.verify(vctx, cred)
-	if verr != nil {
-		e := verifyError(vctx, verr, cred.Source)
-		vctx.release()
-		return a, e
+	p, exp, err := g.verifyCredential(r, cred)
+	if err != nil {
+		return a, err
 	}
-	vctx.release()
-	a.Principal, a.Source = p, cred.Source
+	a.Principal, a.Source, a.Expires = p, cred.Source, exp
 
 	lines := r.Header[hWSProtocol]
 	var line string
@@ -256,6 +276,20 @@ func (g *Gate[P]) authenticate(r *http.Request) (Auth[P], *Error) {
 		}
 	}
 	return a, nil
+}
+
+// verifyCredential runs the Verifier on cred under the verification
+// deadline, and returns the principal and the expiry it set.
+func (g *Gate[P]) verifyCredential(r *http.Request, cred Credential) (P, time.Time, *Error) {
+	vctx := &verifyContext{parent: r.Context(), deadline: time.Now().Add(g.verifyTimeout)}
+	p, err := g.verify(vctx, cred)
+	if err != nil {
+		e := verifyError(vctx, err, cred.Source)
+		vctx.release()
+		return p, time.Time{}, e
+	}
+	vctx.release()
+	return p, vctx.expiry, nil
 }
 
 // markerOf returns the entry before the marker form's token.
@@ -279,7 +313,10 @@ func (g *Gate[P]) WriteError(w http.ResponseWriter, err error) {
 // it on to next with the principal in the request context (read it with
 // PrincipalFrom). next performs the upgrade, normally with Upgrade, which
 // echoes the subprotocol the gate chose; another WebSocket library can be
-// used with NegotiatedProtocol. Refused handshakes never reach next.
+// used with NegotiatedProtocol. Refused handshakes never reach next; under
+// RefuseCloseFrame the gate upgrades and closes them itself. Config.InBand
+// does not apply here, and a credential expiry is only reported (see
+// ExpiryFrom), not enforced.
 func (g *Gate[P]) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var start time.Time
@@ -288,7 +325,7 @@ func (g *Gate[P]) Middleware(next http.Handler) http.Handler {
 		}
 		a, err := g.authenticate(r)
 		if err != nil {
-			g.WriteError(w, err)
+			g.refuse(w, r, err)
 			if g.observed() {
 				g.observe(r, start, err.Status, err.Source, err)
 			}
@@ -297,7 +334,7 @@ func (g *Gate[P]) Middleware(next http.Handler) http.Handler {
 		if g.observed() {
 			g.observe(r, start, 0, a.Source, nil)
 		}
-		v := &gateValue{principal: a.Principal, source: a.Source, protocol: a.Protocol,
+		v := &gateValue{principal: a.Principal, source: a.Source, protocol: a.Protocol, expires: a.Expires,
 			selector: g.selectors[a.Protocol], plain: a.plain}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), gateKey{}, v)))
 	})
@@ -305,8 +342,10 @@ func (g *Gate[P]) Middleware(next http.Handler) http.Handler {
 
 // Handler returns a handler that authenticates each handshake, upgrades it
 // and calls serve with the connection and the principal. ctx is the
-// request's context. The connection is closed when serve returns. Refused
-// handshakes never reach serve.
+// request's context; when the Verifier set an expiry (see SetExpiry) it is
+// also cancelled when the credential expires. The connection is closed when
+// serve returns. Refused handshakes never reach serve, and neither do
+// connections whose in-band authentication (Config.InBand) fails.
 func (g *Gate[P]) Handler(serve func(ctx context.Context, s Session[P])) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var start time.Time
@@ -315,7 +354,11 @@ func (g *Gate[P]) Handler(serve func(ctx context.Context, s Session[P])) http.Ha
 		}
 		a, err := g.authenticate(r)
 		if err != nil {
-			g.WriteError(w, err)
+			if g.inband != nil && err.kind == ErrNoCredential {
+				g.serveInBand(w, r, serve)
+				return
+			}
+			g.refuse(w, r, err)
 			if g.observed() {
 				g.observe(r, start, err.Status, err.Source, err)
 			}
@@ -333,8 +376,22 @@ func (g *Gate[P]) Handler(serve func(ctx context.Context, s Session[P])) http.Ha
 			return
 		}
 		defer conn.Close()
-		serve(r.Context(), Session[P]{Auth: a, Conn: conn, Request: r})
+		g.serveSession(r, conn, a, serve)
 	})
+}
+
+// serveSession runs serve on an authenticated connection, enforcing the
+// credential's expiry if it has one. The caller closes conn.
+func (g *Gate[P]) serveSession(r *http.Request, conn net.Conn, a Auth[P], serve func(context.Context, Session[P])) {
+	s := Session[P]{Auth: a, Conn: conn, Request: r}
+	if a.Expires.IsZero() {
+		serve(r.Context(), s)
+		return
+	}
+	ctx, exp := startExpiry(r.Context(), conn, a.Expires)
+	defer exp.stop()
+	s.exp = exp
+	serve(ctx, s)
 }
 
 type gateKey struct{}
@@ -344,6 +401,7 @@ type gateValue struct {
 	principal any
 	source    Source
 	protocol  string
+	expires   time.Time
 	selector  func(string) bool
 	plain     bool
 }

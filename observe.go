@@ -14,7 +14,9 @@ type HandshakeEvent struct {
 	// handler form, upgraded).
 	Accepted bool
 	// Status is 101 for an upgrade by Gate.Handler, 0 for a request
-	// Gate.Middleware passed on, and the HTTP status of a refusal.
+	// Gate.Middleware passed on, and the HTTP status of a refusal (under
+	// RefuseCloseFrame, the status the refusal stands for, even when the
+	// client got a close frame instead).
 	Status int
 	// Source is where the credential was found, or SourceNone.
 	Source Source

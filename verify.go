@@ -78,6 +78,8 @@ type verifyContext struct {
 	deadline time.Time
 
 	mu         sync.Mutex
+	expiry     time.Time // set by SetExpiry
+	released   bool
 	done       chan struct{}
 	err        error
 	timer      *time.Timer
@@ -93,7 +95,12 @@ func (c *verifyContext) Deadline() (time.Time, bool) {
 	return c.deadline, true
 }
 
-func (c *verifyContext) Value(key any) any { return c.parent.Value(key) }
+func (c *verifyContext) Value(key any) any {
+	if key == (verifyContextKey{}) {
+		return c
+	}
+	return c.parent.Value(key)
+}
 
 func (c *verifyContext) Done() <-chan struct{} {
 	c.mu.Lock()
@@ -149,6 +156,7 @@ func (c *verifyContext) cancel(err error) {
 func (c *verifyContext) release() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.released = true
 	if c.timer != nil {
 		c.timer.Stop()
 		c.stopParent()

@@ -1,0 +1,162 @@
+package wsgate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// DefaultInBandTimeout is how long a connection may wait for its in-band
+// authentication message when InBandAuth.Timeout is 0.
+const DefaultInBandTimeout = 5 * time.Second
+
+// DefaultInBandMaxSize is the largest in-band authentication message, in
+// bytes, when InBandAuth.MaxSize is 0.
+const DefaultInBandMaxSize = 4096
+
+// InBandAuth configures in-band (first-message) authentication, for clients
+// that can carry a credential in none of the handshake's ways. It applies to
+// Gate.Handler only: Gate.Middleware does not own the connection, so there it
+// changes nothing and a handshake without a credential is refused as usual.
+//
+// When no extractor finds a credential in the handshake, the gate completes
+// the upgrade instead of refusing it (every other check, the origin policy
+// among them, still applies first) and reads one message. That message must
+// be the first frame, an unfragmented text or binary frame of at most
+// MaxSize bytes, arriving within Timeout. Parse turns it into a Credential,
+// which goes through the gate's Verifier like any other; on success the
+// callback of Gate.Handler runs with Source SourceMessage and the principal,
+// exactly as for a handshake credential. Otherwise the gate sends a close
+// frame and closes the connection, and the callback never runs:
+//
+//   - no message within Timeout: CloseAuthTimeout (4408);
+//   - a message larger than MaxSize: CloseMessageTooBig (1009), read no further;
+//   - a first frame that is not a whole data message: CloseUnauthorized (4401);
+//   - Parse fails: CloseUnauthorized, reason "malformed credential";
+//   - the Verifier refuses: as CloseCodeFor maps the refusal (4401, 4403, 1011).
+//
+// A client that sends an unmasked or otherwise invalid frame gets 1002.
+// Bytes the client sends after the authentication message are left for the
+// application to read.
+type InBandAuth struct {
+	// Parse reads the credential from the message. nil means ParseJSONAuth.
+	// Its error is never sent to the client; the Source it sets is replaced
+	// by SourceMessage.
+	Parse func(msg []byte) (Credential, error)
+	// Timeout bounds the wait for the message; 0 means DefaultInBandTimeout.
+	// The Verifier then has Config.VerifyTimeout of its own.
+	Timeout time.Duration
+	// MaxSize is the largest message accepted, in bytes; 0 means
+	// DefaultInBandMaxSize.
+	MaxSize int
+}
+
+// ParseJSONAuth reads the in-band message {"type":"auth","token":"..."}, the
+// default of InBandAuth.Parse. Other fields are ignored. A message that is not
+// such a JSON object, has another type or an empty token yields an error
+// matching ErrMalformedCredential.
+func ParseJSONAuth(msg []byte) (Credential, error) {
+	var m struct {
+		Type  string `json:"type"`
+		Token string `json:"token"`
+	}
+	if json.Unmarshal(msg, &m) != nil || m.Type != "auth" || m.Token == "" {
+		return Credential{}, errMalformed401.withSource(SourceMessage)
+	}
+	return Credential{Source: SourceMessage, Token: m.Token}, nil
+}
+
+// withDefaults returns a copy of a with its zero fields set.
+func (a InBandAuth) withDefaults() *InBandAuth {
+	if a.Parse == nil {
+		a.Parse = ParseJSONAuth
+	}
+	if a.Timeout <= 0 {
+		a.Timeout = DefaultInBandTimeout
+	}
+	if a.MaxSize <= 0 {
+		a.MaxSize = DefaultInBandMaxSize
+	}
+	return &a
+}
+
+var errNotAuthMessage = refusal(ErrMalformedCredential, http.StatusUnauthorized, "invalid_token", "first message must carry the credential")
+
+// serveInBand upgrades a handshake that carried no credential, authenticates
+// its first message and, on success, runs serve.
+func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, serve func(context.Context, Session[P])) {
+	protocol := g.refusalEcho(r.Header[hWSProtocol])
+	plain, _ := checkHandshake(r)
+	conn, err := upgrade(w, r, g.selectors[protocol], plain)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	msg, code, reason := readAuthMessage(conn, g.inband)
+	if msg == nil {
+		if code != 0 {
+			closeWith(conn, code, reason)
+		}
+		return
+	}
+	cred, perr := g.inband.Parse(msg)
+	if perr != nil {
+		closeWith(conn, CloseUnauthorized, errMalformed401.Reason)
+		return
+	}
+	cred.Source = SourceMessage
+	a := Auth[P]{Source: SourceMessage, Protocol: protocol}
+	var verr *Error
+	a.Principal, a.Expires, verr = g.verifyCredential(r, cred)
+	if verr != nil {
+		code, reason, _ := CloseCodeFor(verr)
+		closeWith(conn, code, reason)
+		return
+	}
+	g.serveSession(r, conn, a, serve)
+}
+
+// readAuthMessage reads the first message of conn under the limits of a. On
+// failure msg is nil and code says which close frame to send (0 for none:
+// the client went away).
+func readAuthMessage(conn net.Conn, a *InBandAuth) (msg []byte, code ws.StatusCode, reason string) {
+	_ = conn.SetReadDeadline(time.Now().Add(a.Timeout))
+	h, err := ws.ReadHeader(conn)
+	if err != nil {
+		code, reason = readFailure(err)
+		return nil, code, reason
+	}
+	if ws.CheckHeader(h, ws.StateServerSide) != nil {
+		return nil, ws.StatusProtocolError, "protocol error"
+	}
+	if !h.Fin || (h.OpCode != ws.OpText && h.OpCode != ws.OpBinary) {
+		return nil, CloseUnauthorized, errNotAuthMessage.Reason
+	}
+	// The length is checked before anything of the payload is read or
+	// allocated.
+	if h.Length > int64(a.MaxSize) {
+		return nil, CloseMessageTooBig, "authentication message too big"
+	}
+	msg = make([]byte, h.Length)
+	if _, err := io.ReadFull(conn, msg); err != nil {
+		code, reason = readFailure(err)
+		return nil, code, reason
+	}
+	ws.Cipher(msg, h.Mask, 0)
+	_ = conn.SetReadDeadline(time.Time{})
+	return msg, 0, ""
+}
+
+func readFailure(err error) (ws.StatusCode, string) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return CloseAuthTimeout, "authentication timed out"
+	}
+	return 0, ""
+}
