@@ -91,11 +91,14 @@ var errNotAuthMessage = refusal(ErrMalformedCredential, http.StatusUnauthorized,
 
 // serveInBand upgrades a handshake that carried no credential, authenticates
 // its first message and, on success, runs serve.
-func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, serve func(context.Context, Session[P])) {
+func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time.Time, serve func(context.Context, Session[P])) {
 	protocol := g.refusalEcho(r.Header[hWSProtocol])
 	plain, _ := checkHandshake(r)
 	conn, err := upgrade(w, r, g.selectors[protocol], plain)
 	if err != nil {
+		if g.observed() {
+			g.observe(r, start, http.StatusInternalServerError, SourceMessage, err)
+		}
 		return
 	}
 	defer conn.Close()
@@ -104,11 +107,17 @@ func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, serve func
 		if code != 0 {
 			closeWith(conn, code, reason)
 		}
+		if g.observed() {
+			g.observe(r, start, http.StatusUnauthorized, SourceMessage, errNoCredential)
+		}
 		return
 	}
 	cred, perr := g.inband.Parse(msg)
 	if perr != nil {
 		closeWith(conn, CloseUnauthorized, errMalformed401.Reason)
+		if g.observed() {
+			g.observe(r, start, http.StatusUnauthorized, SourceMessage, errMalformed401.withSource(SourceMessage))
+		}
 		return
 	}
 	cred.Source = SourceMessage
@@ -118,7 +127,13 @@ func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, serve func
 	if verr != nil {
 		code, reason, _ := CloseCodeFor(verr)
 		closeWith(conn, code, reason)
+		if g.observed() {
+			g.observe(r, start, verr.Status, SourceMessage, verr)
+		}
 		return
+	}
+	if g.observed() {
+		g.observe(r, start, http.StatusSwitchingProtocols, SourceMessage, nil)
 	}
 	g.serveSession(r, conn, a, serve)
 }

@@ -349,13 +349,13 @@ func (g *Gate[P]) Middleware(next http.Handler) http.Handler {
 func (g *Gate[P]) Handler(serve func(ctx context.Context, s Session[P])) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var start time.Time
-		if g.observed() {
+		if g.observed() || g.inband != nil {
 			start = time.Now()
 		}
 		a, err := g.authenticate(r)
 		if err != nil {
 			if g.inband != nil && err.kind == ErrNoCredential {
-				g.serveInBand(w, r, serve)
+				g.serveInBand(w, r, start, serve)
 				return
 			}
 			g.refuse(w, r, err)

@@ -8,6 +8,9 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -109,4 +112,36 @@ func TestOnHandshakeSeesEveryOutcome(t *testing.T) {
 func withoutDuration(ev HandshakeEvent) HandshakeEvent {
 	ev.Duration, ev.RemoteAddr = 0, ""
 	return ev
+}
+
+func TestOnHandshakeSeesInBandOutcomes(t *testing.T) {
+	var got events
+	g := New(refusingVerifier, Config{InBand: &InBandAuth{}, OnHandshake: got.add})
+	srv := newServer(t, g.Handler(echoSession))
+	for _, token := range []string{secret, "wrong"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		conn, br, _, err := ws.Dial(ctx, wsURL(srv, "/ws"))
+		require.NoError(t, err)
+		require.NoError(t, conn.SetDeadline(time.Now().Add(5*time.Second)))
+		require.NoError(t, ws.WriteFrame(conn, ws.MaskFrame(ws.NewTextFrame([]byte(authMessage(token))))))
+		rd := readWriter{conn, conn}
+		if br != nil {
+			rd.r = br
+		}
+		_, err = ws.ReadFrame(rd)
+		require.NoError(t, err)
+		conn.Close()
+		cancel()
+	}
+	require.Eventually(t, func() bool {
+		got.mu.Lock()
+		defer got.mu.Unlock()
+		return len(got.all) == 2
+	}, 5*time.Second, 10*time.Millisecond)
+	assert.True(t, got.all[0].Accepted)
+	assert.Equal(t, SourceMessage, got.all[0].Source)
+	assert.Equal(t, 101, got.all[0].Status)
+	assert.False(t, got.all[1].Accepted)
+	assert.Equal(t, 401, got.all[1].Status)
+	assert.ErrorIs(t, got.all[1].Err, ErrInvalidToken)
 }
