@@ -1,0 +1,359 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/wsgate/wsgate"
+)
+
+var demoScreenshot = flag.Bool("demo-screenshot", false, "write a full-page screenshot of the demo page after every way to ../docs/demo.png")
+
+// demoToken is the token the demo runs with; it must never reach its log.
+const demoToken = "demo-e2e-Tok3n_xyz.42~"
+
+// demoServer is a running cmd/wsgate-demo binary.
+type demoServer struct {
+	page  string // http://127.0.0.1:port/, the same-origin page
+	cross string // http://127.0.0.1:port/, the cross-origin page
+	log   *lockedBuffer
+}
+
+// lockedBuffer collects the demo's stderr while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// freeAddr returns a loopback address nothing listens on right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startDemo builds cmd/wsgate-demo, starts it on two free loopback ports
+// with demoToken, waits until it answers and kills it when t ends.
+func startDemo(t *testing.T) *demoServer {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "wsgate-demo")
+	build := exec.Command("go", "build", "-o", bin, "../cmd/wsgate-demo")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ../cmd/wsgate-demo: %v\n%s", err, out)
+	}
+	addr, crossAddr := freeAddr(t), freeAddr(t)
+	d := &demoServer{page: "http://" + addr + "/", cross: "http://" + crossAddr + "/", log: &lockedBuffer{}}
+	cmd := exec.Command(bin, "-addr", addr, "-cross-addr", crossAddr, "-token", demoToken)
+	cmd.Stderr = d.log // stdout prints the token on purpose; the log must not
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err := http.Get(d.page)
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return d
+			}
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("wsgate-demo exited before answering: %v\nlog:\n%s", err, d.log)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("wsgate-demo did not answer on %s within 10s: %v\nlog:\n%s", d.page, err, d.log)
+		}
+	}
+}
+
+// demoCard is one attempt as the page shows it.
+type demoCard struct {
+	Title string     `json:"title"`
+	Lines []demoLine `json:"lines"`
+	Last  string     `json:"last"` // the /last box, as displayed
+}
+
+type demoLine struct {
+	Text  string `json:"text"`
+	Class string `json:"class"` // "ok", "bad" or ""
+}
+
+// demoLast is the part of /last the test checks.
+type demoLast struct {
+	Status   int               `json:"status"`
+	Reason   string            `json:"reason"`
+	Source   string            `json:"source"`
+	Protocol string            `json:"protocol"`
+	Ways     []string          `json:"ways"`
+	Seen     map[string]string `json:"seen"`
+}
+
+func (c demoCard) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "card %q:", c.Title)
+	for _, l := range c.Lines {
+		fmt.Fprintf(&b, "\n  [%s] %s", l.Class, l.Text)
+	}
+	fmt.Fprintf(&b, "\n  %s", c.Last)
+	return b.String()
+}
+
+// line returns the first line that starts with prefix.
+func (c demoCard) line(prefix string) (demoLine, bool) {
+	for _, l := range c.Lines {
+		if strings.HasPrefix(l.Text, prefix) {
+			return l, true
+		}
+	}
+	return demoLine{}, false
+}
+
+func (c demoCard) last(t *testing.T) demoLast {
+	t.Helper()
+	var l demoLast
+	body, ok := strings.CutPrefix(c.Last, "/last: ")
+	if !ok || json.Unmarshal([]byte(body), &l) != nil {
+		t.Fatalf("the /last box does not hold /last's JSON: %s", c)
+	}
+	return l
+}
+
+// waitCard is the page function that waits until the page shows n cards
+// and the newest is finished: its /last box is there and, for the cookie
+// way, the logout line too. It returns that card.
+const waitCard = `(n, cookie) => {
+	const cards = document.querySelectorAll('#results .card');
+	if (cards.length < n) return false;
+	const c = cards[0];
+	const pre = c.querySelector('pre');
+	const lines = [...c.querySelectorAll('li')].map((li) => ({text: li.textContent, class: li.className}));
+	if (!pre || (cookie && !lines.some((l) => l.text.startsWith('POST /logout')))) return false;
+	return {title: c.querySelector('h3').textContent, lines, last: pre.textContent};
+}`
+
+// demoPage drives one tab of the demo page.
+type demoPage struct {
+	ctx   context.Context
+	cards int
+}
+
+// openDemoPage loads url in a fresh browser context (its own cookies and
+// Basic cache) and waits until the page has its config.
+func openDemoPage(t *testing.T, bctx context.Context, url string) *demoPage {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(bctx, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancel)
+	err := chromedp.Do(ctx,
+		chromedp.EmulateViewport(1024, 800),
+		chromedp.Navigate(url),
+		chromedp.Poll[chromedp.Void](`document.getElementById('token').value !== ''`,
+			chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(10*time.Second)),
+	)
+	if err != nil {
+		t.Fatalf("loading %s: %v", url, err)
+	}
+	return &demoPage{ctx: ctx}
+}
+
+// click clicks the button sel and returns the attempt's card once finished.
+func (p *demoPage) click(t *testing.T, sel string) demoCard {
+	t.Helper()
+	p.cards++
+	ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel))); err != nil {
+		t.Fatalf("clicking %s: %v", sel, err)
+	}
+	c, err := chromedp.Run(ctx, chromedp.PollFunction[demoCard](waitCard,
+		chromedp.WithPollingArgs(p.cards, strings.HasPrefix(sel, "#login")),
+		chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(15*time.Second)))
+	if err != nil {
+		t.Fatalf("waiting for the result of %s: %v", sel, err)
+	}
+	t.Logf("%s → %s", sel, c)
+	if strings.Contains(c.Last, demoToken) {
+		t.Errorf("/last shows the token unmasked: %s", c)
+	}
+	return c
+}
+
+// wantWorks checks a card of a way that succeeded: open with "chat"
+// echoed, the hello with the principal and the source, an echo, a clean close 1000.
+func wantWorks(t *testing.T, c demoCard, source string) {
+	t.Helper()
+	for _, want := range []string{
+		`open; ws.protocol = "chat"`,
+		fmt.Sprintf(`hello: principal {"Name":"demo-user"}, source %q, protocol "chat"`, source),
+		`echo "ping `,
+		`close 1000`, // the server's close echoes the code, not the reason
+	} {
+		if l, ok := c.line(want); !ok || l.Class != "ok" {
+			t.Errorf("want a green line %q; %s", want, c)
+		}
+	}
+	if l, _ := c.line("close "); !strings.HasSuffix(l.Text, "wasClean true") {
+		t.Errorf("want a clean close; %s", c)
+	}
+	if _, ok := c.line("error event"); ok {
+		t.Errorf("want no error event; %s", c)
+	}
+	if l := c.last(t); l.Status != http.StatusSwitchingProtocols || l.Source != source || l.Protocol != "chat" {
+		t.Errorf("want /last 101 via %s with protocol chat; %s", source, c)
+	}
+}
+
+// wantRefused checks a card of a refused attempt: an error event and close
+// 1006 without open, and status in /last.
+func wantRefused(t *testing.T, c demoCard, status int) {
+	t.Helper()
+	if _, ok := c.line("open"); ok {
+		t.Errorf("want no open; %s", c)
+	}
+	if l, ok := c.line("error event"); !ok || l.Class != "bad" {
+		t.Errorf("want an error event; %s", c)
+	}
+	if l, ok := c.line("close 1006, wasClean false"); !ok || l.Class != "bad" {
+		t.Errorf("want close 1006; %s", c)
+	}
+	if l := c.last(t); l.Status != status || l.Source != "" {
+		t.Errorf("want /last %d; %s", status, c)
+	}
+}
+
+func TestDemoPage(t *testing.T) {
+	start := time.Now()
+	bctx := startChromium(t)
+	d := startDemo(t)
+	crossOrigin := strings.TrimSuffix(d.cross, "/")
+
+	// Every way the page offers, userinfo last: after it Chromium sends
+	// the cached Basic credential with every socket to this origin.
+	p := openDemoPage(t, bctx, d.page)
+	wantWorks(t, p.click(t, `button[data-way="subprotocol"]`), "subprotocol")
+	wantWorks(t, p.click(t, `button[data-way="prefix"]`), "subprotocol-prefix")
+	c := p.click(t, `#login button`)
+	wantWorks(t, c, "cookie")
+	for _, want := range []string{"POST /login: 204", "POST /logout: 204"} {
+		if _, ok := c.line(want); !ok {
+			t.Errorf("want %q; %s", want, c)
+		}
+	}
+	wantWorks(t, p.click(t, `button[data-way="query"]`), "query")
+	c = p.click(t, `button[data-way="wrong"]`)
+	wantRefused(t, c, http.StatusUnauthorized)
+	if l := c.last(t); len(l.Ways) != 1 || l.Ways[0] != "subprotocol" {
+		t.Errorf("want the wrong token seen in the subprotocol; %s", c)
+	}
+	c = p.click(t, `button[data-way="none"]`)
+	wantRefused(t, c, http.StatusUnauthorized)
+	if l := c.last(t); len(l.Ways) != 0 || l.Seen["Cookie"] != "" {
+		t.Errorf("want no credential at all (the cookie logged out); %s", c)
+	}
+	wantWorks(t, p.click(t, `button[data-way="userinfo"]`), "basic")
+
+	if *demoScreenshot {
+		png, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot: %v", err)
+		}
+		if err := os.WriteFile("../docs/demo.png", png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote ../docs/demo.png (%d bytes)", len(png))
+	}
+
+	// The caveat the page documents: the cached Basic credential now rides
+	// along, so "no token" succeeds.
+	wantWorks(t, p.click(t, `button[data-way="none"]`), "basic")
+
+	// The cross-origin page: the right token, but the gate's same-origin
+	// check refuses with 403, with the cookie too (same site, other port).
+	x := openDemoPage(t, bctx, d.cross)
+	c = x.click(t, `button[data-way="subprotocol"]`)
+	wantRefused(t, c, http.StatusForbidden)
+	if l := c.last(t); l.Seen["Origin"] != crossOrigin {
+		t.Errorf("want Origin %s in /last; %s", crossOrigin, c)
+	}
+	c = x.click(t, `#login button`)
+	wantRefused(t, c, http.StatusForbidden)
+	if l := c.last(t); l.Seen["Origin"] != crossOrigin || !strings.HasPrefix(l.Seen["Cookie"], cookieName+"=") {
+		t.Errorf("want the cookie with Origin %s in /last; %s", crossOrigin, c)
+	}
+
+	// The log: one line per handshake, the outcomes above, never the token.
+	log := d.log.String()
+	for _, want := range []string{
+		"way=subprotocol outcome=accepted status=101",
+		"way=subprotocol-prefix outcome=accepted status=101",
+		"way=cookie outcome=accepted status=101",
+		"way=query outcome=accepted status=101",
+		"way=subprotocol outcome=refused status=401",
+		"way=none outcome=refused status=401", // "no token", and the first userinfo request
+		"way=basic outcome=accepted status=101",
+		"way=subprotocol outcome=refused status=403 remote=",
+		"way=cookie outcome=refused status=403 remote=",
+		"origin=" + crossOrigin,
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("want %q in the demo's log:\n%s", want, log)
+		}
+	}
+	if n := strings.Count(log, "msg=handshake"); n != 11 {
+		t.Errorf("want 11 handshake lines (7 buttons, the userinfo challenge, the caveat, 2 cross-origin), got %d:\n%s", n, log)
+	}
+	for _, s := range demoSecrets() {
+		if strings.Contains(log, s) {
+			t.Errorf("the demo's log contains the token (%q):\n%s", s, log)
+		}
+	}
+	t.Logf("demo page test took %v", time.Since(start).Round(time.Millisecond))
+}
+
+// demoSecrets are the forms of demoToken the demo's log must not contain:
+// the token, and as the prefix and Basic ways carry it.
+func demoSecrets() []string {
+	return []string{
+		demoToken,
+		strings.TrimPrefix(k8sProtocol(demoToken), wsgate.KubernetesPrefix),
+		base64.StdEncoding.EncodeToString([]byte(demoToken + ":")),
+	}
+}
