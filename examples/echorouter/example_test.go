@@ -1,0 +1,28 @@
+package echorouter_test
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+
+	"github.com/wsgate/wsgate"
+	"github.com/wsgate/wsgate/examples/echorouter"
+	"github.com/wsgate/wsgate/examples/internal/wstest"
+)
+
+// An echo route with a path parameter, the gate added with echo.WrapMiddleware, and a Go
+// client that sends Authorization: Bearer.
+func ExampleServer() {
+	gate := wsgate.New(wsgate.StaticToken("s3cret", echorouter.User{Name: "alice"}), wsgate.Config{})
+	srv := httptest.NewServer(echorouter.Server(gate))
+	defer srv.Close()
+
+	res, err := wstest.Open(context.Background(), srv.URL+"/rooms/general/ws", wstest.Bearer("s3cret"))
+	fmt.Println(res.Status, res.Message, err)
+
+	res, err = wstest.Open(context.Background(), srv.URL+"/rooms/general/ws", wstest.Anonymous())
+	fmt.Println(res.Status, res.Header.Get("WWW-Authenticate"), err)
+	// Output:
+	// 101 hello alice in general <nil>
+	// 401 Bearer realm="wsgate" <nil>
+}
