@@ -223,6 +223,9 @@ func splitHostPort(s string) (host, port string, ok bool) {
 				return "", "", false
 			}
 		}
+		if port == "" {
+			return host, "", true
+		}
 	}
 	if s == "" && port == "" {
 		return host, "", true
