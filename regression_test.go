@@ -2,6 +2,8 @@ package wsgate
 
 import (
 	"crypto/tls"
+	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -62,3 +64,27 @@ func TestOriginsWithoutAPortParse(t *testing.T) {
 
 // fakeTLS marks a request as having arrived over TLS.
 var fakeTLS = &tls.ConnectionState{}
+
+// Found by TestHugeInputCostsNoMoreAllocationsThanSmallInput: every
+// percent-encoded query key ("k%5F1=v") cost an allocation in
+// url.QueryUnescape, so a query of 5,000 such keys made 5,000 allocations.
+// queryKeyIs now compares in place and must agree with url.QueryUnescape.
+func TestEscapedQueryKeysCostNoAllocation(t *testing.T) {
+	for _, key := range []string{
+		"access_token", "access%5Ftoken", "access%5ftoken", "access+token", "access%5", "access%5Gtoken",
+		"%61ccess_token", "access_token%", "access_tokenx", "access_toke", "%zz", "+", "access_token%00",
+	} {
+		u, err := url.QueryUnescape(key)
+		assert.Equal(t, err == nil && u == "access_token", queryKeyIs(key, "access_token"), key)
+	}
+	raw := strings.Repeat("k%5F1=v&", 1000) + "access%5Ftoken=" + secret
+	r := newHandshake("/ws?" + raw)
+	allocs := testing.AllocsPerRun(20, func() {
+		r.URL.RawQuery, r.RequestURI = raw, "/ws?"+raw
+		c, err := Query("access_token").Extract(r)
+		if err != nil || c.Token != secret {
+			panic(err)
+		}
+	})
+	assert.LessOrEqual(t, allocs, 2.0)
+}
