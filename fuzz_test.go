@@ -612,28 +612,30 @@ func (v *fuzzVerifier) verify(ctx context.Context, c Credential) (user, error) {
 
 func FuzzHandshake(f *testing.F) {
 	type seed struct {
-		method, upgrade, connection, version, key, origin, protocol, auth, cookie, query, fetchSite string
-		flags                                                                                       uint8
+		method, host, upgrade, connection, version, key, origin, protocol, auth, cookie, query, fetchSite string
+		flags                                                                                             uint8
 	}
 	seeds := []seed{
 		// Chromium 156, same origin, marker form.
-		{"GET", "websocket", "Upgrade", "13", rfc6455Key, "http://127.0.0.1:8080", "chat, access_token, " + secret, "", "", "", "same-origin", 0},
+		{"GET", "127.0.0.1:8080", "websocket", "Upgrade", "13", rfc6455Key, "http://127.0.0.1:8080", "chat, access_token, " + secret, "", "", "", "same-origin", 0},
 		// Firefox: "keep-alive, Upgrade".
-		{"GET", "websocket", "keep-alive, Upgrade", "13", rfc6455Key, "http://127.0.0.1:8080", "", "", "session=" + secret, "", "same-origin", 0},
+		{"GET", "127.0.0.1:8080", "websocket", "keep-alive, Upgrade", "13", rfc6455Key, "http://127.0.0.1:8080", "", "", "session=" + secret, "", "same-origin", 0},
 		// Kubernetes prefix form from kubectl.
-		{"GET", "websocket", "Upgrade", "13", rfc6455Key, "", "v5.channel.k8s.io, " + KubernetesPrefix + b64url(secret), "", "", "", "", 0},
-		{"GET", "websocket", "Upgrade", "13", rfc6455Key, "", "chat", "Bearer " + secret, "", "", "", 0},
-		{"GET", "websocket", "Upgrade", "13", rfc6455Key, "", "", basicAuth(secret, ""), "", "", "", 0},
-		{"GET", "websocket", "Upgrade", "13", rfc6455Key, "", "", "", "", "access_token=" + secret, "", 0},
-		{"GET", "h2c", "Upgrade, HTTP2-Settings", "13", rfc6455Key, "", "", "Bearer " + secret, "", "", "", 0},
-		{"POST", "websocket", "Upgrade", "13", rfc6455Key, "", "", "Bearer " + secret, "", "", "", 1},
-		{"GET", "websocket", "Upgrade", "13", rfc6455Key, "http://evil.com", "", "", "session=" + secret, "", "cross-site", 0},
-		{"GET", "websocket", "Upgrade", "13", rfc6455Key, "", "access_token, " + secret, "", "", "", "", 0},
-		{"GET", "WebSocket", "upgrade", " 13 ", " " + rfc6455Key, "", "chat", "Bearer " + secret, "", "", "", 0},
-		{"GET", "websocket", "Upgrade", "8", rfc6455Key, "", "", "Bearer " + secret, "", "", "", 2},
+		{"GET", "127.0.0.1:8080", "websocket", "Upgrade", "13", rfc6455Key, "", "v5.channel.k8s.io, " + KubernetesPrefix + b64url(secret), "", "", "", "", 0},
+		{"GET", "127.0.0.1:8080", "websocket", "Upgrade", "13", rfc6455Key, "", "chat", "Bearer " + secret, "", "", "", 0},
+		{"GET", "127.0.0.1:8080", "websocket", "Upgrade", "13", rfc6455Key, "", "", basicAuth(secret, ""), "", "", "", 0},
+		{"GET", "127.0.0.1:8080", "websocket", "Upgrade", "13", rfc6455Key, "", "", "", "", "access_token=" + secret, "", 0},
+		{"GET", "127.0.0.1:8080", "h2c", "Upgrade, HTTP2-Settings", "13", rfc6455Key, "", "", "Bearer " + secret, "", "", "", 0},
+		{"POST", "127.0.0.1:8080", "websocket", "Upgrade", "13", rfc6455Key, "", "", "Bearer " + secret, "", "", "", 1},
+		{"GET", "127.0.0.1:8080", "websocket", "Upgrade", "13", rfc6455Key, "http://evil.com", "", "", "session=" + secret, "", "cross-site", 0},
+		{"GET", "127.0.0.1:8080", "websocket", "Upgrade", "13", rfc6455Key, "", "access_token, " + secret, "", "", "", "", 0},
+		{"GET", "127.0.0.1:8080", "WebSocket", "upgrade", " 13 ", " " + rfc6455Key, "", "chat", "Bearer " + secret, "", "", "", 0},
+		{"GET", "127.0.0.1:8080", "websocket", "Upgrade", "8", rfc6455Key, "", "", "Bearer " + secret, "", "", "", 2},
 	}
+	// net/http admits an empty Host header.
+	seeds = append(seeds, seed{"GET", "", "websocket", "Upgrade", "13", rfc6455Key, "", "", "Bearer " + secret, "", "", "", 0})
 	for _, s := range seeds {
-		f.Add(s.method, s.upgrade, s.connection, s.version, s.key, s.origin, s.protocol, s.auth, s.cookie, s.query, s.fetchSite, s.flags)
+		f.Add(s.method, s.host, s.upgrade, s.connection, s.version, s.key, s.origin, s.protocol, s.auth, s.cookie, s.query, s.fetchSite, s.flags)
 	}
 	v := &fuzzVerifier{}
 	g := New(v.verify, allWays())
@@ -642,9 +644,10 @@ func FuzzHandshake(f *testing.F) {
 			panic("wrong principal")
 		}
 	})
-	f.Fuzz(func(t *testing.T, method, upgrade, connection, version, key, origin, protocol, auth, cookie, query, fetchSite string, flags uint8) {
+	f.Fuzz(func(t *testing.T, method, host, upgrade, connection, version, key, origin, protocol, auth, cookie, query, fetchSite string, flags uint8) {
 		r := newHandshake("/ws")
 		r.Method = method
+		r.Host = host
 		r.Header = http.Header{}
 		for name, val := range map[string]string{
 			hUpgrade: upgrade, hConnection: connection, hWSVersion: version, hWSKey: key, hOrigin: origin,

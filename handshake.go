@@ -25,6 +25,7 @@ const (
 //
 //   - not HTTP/1.1 or later over HTTP/1 (HTTP/1.0, HTTP/2): 400, ErrHTTPVersion
 //   - method other than GET: 405 with Allow: GET, ErrMethod
+//   - no Host (net/http admits an empty Host header): 400, ErrHost
 //   - Upgrade lacks the websocket token (so Upgrade: h2c is never honoured):
 //     426 with Upgrade: websocket, ErrUpgrade
 //   - Connection lacks the upgrade token: 400, ErrConnection. Both headers are
@@ -45,6 +46,9 @@ func CheckHandshake(r *http.Request) error {
 	}
 	if r.Method != http.MethodGet {
 		return errMethod
+	}
+	if r.Host == "" {
+		return errHost
 	}
 	h := r.Header
 	if !hasToken(h[hUpgrade], "websocket") {

@@ -1,9 +1,12 @@
 package wsgate
 
 import (
+	"context"
 	"crypto/tls"
+	"io"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -87,4 +90,34 @@ func TestEscapedQueryKeysCostNoAllocation(t *testing.T) {
 		}
 	})
 	assert.LessOrEqual(t, allocs, 2.0)
+}
+
+// Found while reviewing the loopback tests: net/http admits "Host:" with an
+// empty value, CheckHandshake did not look at Host, and gobwas/ws refuses an
+// empty Host only after hijacking. The gate verified (and so consumed) the
+// credential, then gobwas wrote its own 400 on the hijacked connection. The
+// handshake is now refused before verification and before any hijack.
+func TestEmptyHostIsRefusedBeforeVerification(t *testing.T) {
+	var calls atomic.Int64
+	g := New(func(context.Context, Credential) (user, error) {
+		calls.Add(1)
+		return user{"alice"}, nil
+	}, Config{})
+	cs := newCountingServer(t, g)
+	c := dialRaw(t, cs.addr)
+	defer c.Close()
+	req := strings.Replace(handshakeText("/ws", cs.addr, "Authorization: Bearer "+secret), "Host: "+cs.addr, "Host:", 1)
+	_, err := io.WriteString(c, req)
+	require.NoError(t, err)
+	resp, body, err := c.response()
+	require.NoError(t, err)
+	assert.Equal(t, 400, resp.StatusCode)
+	assert.Equal(t, "Host header required\n", body)
+	assert.True(t, resp.Close)
+	assert.Zero(t, calls.Load(), "the verifier must not run")
+	assert.Zero(t, cs.sessions.Load())
+
+	r := newHandshake("/ws")
+	r.Host = ""
+	assert.ErrorIs(t, CheckHandshake(r), ErrHost)
 }
