@@ -73,16 +73,17 @@ func protocolInput(name string, status int, value func(n int) string) hugeInput 
 
 // queryInput puts n parameters made by item in front of the credential.
 func queryInput(name string, item func(i int) string) hugeInput {
-	var raw string
+	var raw, uri string
 	return hugeInput{
 		name: name,
 		build: func(n int) *http.Request {
 			raw = list(n, "&", item) + "&access_token=" + secret
-			return newHandshake("/ws?" + raw)
+			uri = "/ws?" + raw
+			return newHandshake(uri)
 		},
 		reset: func(r *http.Request) {
 			r.URL.RawQuery = raw
-			r.RequestURI = "/ws?" + raw
+			r.RequestURI = uri
 		},
 		status: 101,
 	}
