@@ -15,6 +15,9 @@ var (
 	ErrHTTPVersion = errors.New("wsgate: WebSocket handshake requires HTTP/1.1")
 	// ErrMethod: the method is not GET. Status 405 with Allow: GET.
 	ErrMethod = errors.New("wsgate: WebSocket handshake requires GET")
+	// ErrHost: the request has an empty Host header (RFC 6455 section 4.1
+	// requires one). Status 400.
+	ErrHost = errors.New("wsgate: WebSocket handshake requires a Host")
 	// ErrUpgrade: the Upgrade header lacks the websocket token. Status 426
 	// with Upgrade: websocket.
 	ErrUpgrade = errors.New("wsgate: Upgrade header lacks websocket")
@@ -120,6 +123,7 @@ func (e *Error) withSource(s Source) *Error {
 var (
 	errHTTPVersion    = refusal(ErrHTTPVersion, http.StatusBadRequest, "", "WebSocket handshake requires HTTP/1.1")
 	errMethod         = refusal(ErrMethod, http.StatusMethodNotAllowed, "", "WebSocket handshake requires GET")
+	errHost           = refusal(ErrHost, http.StatusBadRequest, "", "Host header required")
 	errUpgrade        = refusal(ErrUpgrade, http.StatusUpgradeRequired, "", "Upgrade: websocket required")
 	errConnection     = refusal(ErrConnection, http.StatusBadRequest, "", "Connection: Upgrade required")
 	errVersionMissing = refusal(ErrVersion, http.StatusBadRequest, "", "exactly one Sec-WebSocket-Version required")

@@ -503,7 +503,9 @@ func (e Extractor) fromQuery(r *http.Request) (Credential, error) {
 	return Credential{Source: SourceQuery, Token: val}, nil
 }
 
-// queryKeyIs compares a raw query key with name, unescaping only when needed.
+// queryKeyIs compares a raw query key with name as url.QueryUnescape would
+// decode it, without allocating: a query of many escaped keys must not cost
+// an allocation per key.
 func queryKeyIs(key, name string) bool {
 	if key == name {
 		return true
@@ -511,8 +513,34 @@ func queryKeyIs(key, name string) bool {
 	if !strings.ContainsAny(key, "%+") {
 		return false
 	}
-	u, err := url.QueryUnescape(key)
-	return err == nil && u == name
+	j := 0
+	for i := 0; i < len(key); j++ {
+		c := key[i]
+		switch c {
+		case '%':
+			if i+2 >= len(key) || !isHex(key[i+1]) || !isHex(key[i+2]) {
+				return false
+			}
+			c = unhex(key[i+1])<<4 | unhex(key[i+2])
+			i += 3
+		case '+':
+			c = ' '
+			i++
+		default:
+			i++
+		}
+		if j >= len(name) || name[j] != c {
+			return false
+		}
+	}
+	return j == len(name)
+}
+
+func unhex(c byte) byte {
+	if c <= '9' {
+		return c - '0'
+	}
+	return c | 0x20 - 'a' + 10
 }
 
 // removeQueryPair cuts raw[start:end] (and one adjoining '&') out of the

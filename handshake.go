@@ -26,6 +26,7 @@ const (
 //
 //   - not HTTP/1.1 or later over HTTP/1 (HTTP/1.0, HTTP/2): 400, ErrHTTPVersion
 //   - method other than GET: 405 with Allow: GET, ErrMethod
+//   - no Host (net/http admits an empty Host header): 400, ErrHost
 //   - Upgrade lacks the websocket token (so Upgrade: h2c is never honoured):
 //     426 with Upgrade: websocket, ErrUpgrade
 //   - Connection lacks the upgrade token: 400, ErrConnection. Both headers are
@@ -56,6 +57,9 @@ func checkHandshake(r *http.Request) (plain bool, err *Error) {
 	}
 	if r.Method != http.MethodGet {
 		return false, errMethod
+	}
+	if r.Host == "" {
+		return false, errHost
 	}
 	h := r.Header
 	up, conn := h[hUpgrade], h[hConnection]
