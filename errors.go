@@ -190,20 +190,41 @@ func quoteRealm(realm string) string {
 	return string(append(b, '"'))
 }
 
+// asError returns err's *Error; for a bare sentinel (a handler refusing with
+// ErrForbidden, say), the refusal the gate itself answers it with; for
+// anything else a generic 500.
+func asError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	for _, r := range sentinelRefusals {
+		if errors.Is(err, r.kind) {
+			return r
+		}
+	}
+	return errVerifier500
+}
+
+// sentinelRefusals answer the sentinels wrapped in no *Error.
+var sentinelRefusals = []*Error{
+	errInvalidToken, errForbidden, errNoCredential, errAmbiguous, errMalformed401,
+	errOrigin, errProtocols, errNoProtocol, errVerifyTimeout, errNotHijacker,
+	errHTTPVersion, errMethod, errHost, errUpgrade, errConnection, errVersion, errKey, errBody,
+}
+
 // WriteError answers a refused handshake: the status of err, the headers its
 // sentinel calls for (Allow, Upgrade, Sec-WebSocket-Version,
 // WWW-Authenticate with the default realm), Connection: close, and a short
-// plain-text body. A non-*Error err is answered 500. WriteError never writes
-// a client-supplied value back.
+// plain-text body. A bare sentinel (ErrForbidden, ErrInvalidToken, ...) is
+// answered as the gate answers it; any other error that is no *Error is
+// answered 500. WriteError never writes a client-supplied value back.
 func WriteError(w http.ResponseWriter, err error) {
 	writeError(w, err, defaultChallenge, false)
 }
 
 func writeError(w http.ResponseWriter, err error, ch *challenges, basic bool) {
-	var e *Error
-	if !errors.As(err, &e) {
-		e = &Error{Status: http.StatusInternalServerError, Reason: "internal error", kind: ErrVerifier}
-	}
+	e := asError(err)
 	h := w.Header()
 	h["Connection"] = hdrClose
 	h["Content-Type"] = hdrTextPlain

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"expvar"
 	"fmt"
-	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -126,10 +125,16 @@ func ExampleAcceptKey() {
 
 // Origins other than the server's own are refused unless listed.
 func ExampleOriginPolicy() {
-	gate := wsgate.New(lookup, wsgate.Config{
-		Origin: wsgate.OriginPolicy{AllowedOrigins: []string{"https://*.example.com"}},
-	})
-	log.Println(gate != nil)
+	policy := wsgate.OriginPolicy{AllowedOrigins: []string{"https://*.example.com"}}
+	for _, origin := range []string{"https://app.example.com", "https://example.com.evil.test", "null"} {
+		r := httptest.NewRequest("GET", "https://api.example.com/ws", nil)
+		r.Header.Set("Origin", origin)
+		fmt.Println(origin, policy.Check(r) == nil)
+	}
+	// Output:
+	// https://app.example.com true
+	// https://example.com.evil.test false
+	// null false
 }
 
 // OnHandshake feeds metrics without a metrics dependency; here, expvar

@@ -2,7 +2,9 @@ package wsgate
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -192,4 +194,46 @@ func TestErrorsCarryTheirStatusAndSentinel(t *testing.T) {
 	assert.ErrorIs(t, err, ErrVersion)
 	assert.NotErrorIs(t, err, ErrKey)
 	assert.True(t, strings.HasPrefix(err.Error(), "wsgate: "))
+}
+
+func TestWriteErrorAnswersBareSentinelsLikeTheGate(t *testing.T) {
+	tests := []struct {
+		name    string
+		err     error
+		status  int
+		wwwAuth string
+	}{
+		{
+			name:    "ErrForbidden is a 403 insufficient_scope",
+			err:     ErrForbidden,
+			status:  403,
+			wwwAuth: `Bearer realm="wsgate", error="insufficient_scope"`,
+		},
+		{
+			name:    "a wrapped ErrInvalidToken is a 401 invalid_token",
+			err:     fmt.Errorf("session lookup: %w", ErrInvalidToken),
+			status:  401,
+			wwwAuth: `Bearer realm="wsgate", error="invalid_token"`,
+		},
+		{
+			name:   "ErrOrigin is a 403",
+			err:    ErrOrigin,
+			status: 403,
+		},
+		{
+			name:   "any other error is a 500",
+			err:    errors.New("disk full"),
+			status: 500,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			WriteError(rec, tt.err)
+			assert.Equal(t, tt.status, rec.Code)
+			assert.Equal(t, tt.wwwAuth, rec.Header().Get("WWW-Authenticate"))
+			assert.Equal(t, "close", rec.Header().Get("Connection"))
+			assert.NotContains(t, rec.Body.String(), "disk full")
+		})
+	}
 }
