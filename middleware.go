@@ -212,7 +212,7 @@ func (g *Gate[P]) authenticate(r *http.Request) (Auth[P], *Error) {
 		}
 	}
 
-	vctx := &verifyContext{parent: r.Context(), deadline: time.Now().Add(g.verifyTimeout)}
+	vctx := newVerifyContext(r, g.verifyTimeout) // carries r for RequestFrom
 	p, err := g.verify(vctx, cred)
 	if err != nil {
 		e := verifyError(vctx, err, cred.Source)
