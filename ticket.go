@@ -97,9 +97,12 @@ type TicketRecord struct {
 	// Expires is when the ticket stops being valid, by the issuer's clock.
 	Expires time.Time
 	// Bound says which of Origin, Path and Client the handshake must match.
-	Bound  Binding
+	Bound Binding
+	// Origin is the issuing request's Origin header ("" for none).
 	Origin string
-	Path   string
+	// Path is the handshake path the ticket is for.
+	Path string
+	// Client is the issuing client's IP address.
 	Client netip.Addr
 }
 
@@ -218,9 +221,10 @@ func (t *Tickets[P]) mustHaveStore() {
 }
 
 // Issue mints a ticket for principal, bound as configured to the request r
-// that asked for it, and stores its hash. Most applications mount Issuer
-// instead; Issue is for those that hand the ticket out in their own
-// response. The ticket is TicketLen characters of unpadded base64url.
+// that asked for it, and stores its hash; r must not be nil, and its
+// context bounds the store call. Most applications mount Issuer instead;
+// Issue is for those that hand the ticket out in their own response. The
+// ticket is TicketLen characters of unpadded base64url.
 func (t *Tickets[P]) Issue(r *http.Request, principal P) (string, error) {
 	t.mustHaveStore()
 	var enc []byte
