@@ -281,7 +281,7 @@ func (g *Gate[P]) authenticate(r *http.Request) (Auth[P], *Error) {
 // verifyCredential runs the Verifier on cred under the verification
 // deadline, and returns the principal and the expiry it set.
 func (g *Gate[P]) verifyCredential(r *http.Request, cred Credential) (P, time.Time, *Error) {
-	vctx := &verifyContext{parent: r.Context(), deadline: time.Now().Add(g.verifyTimeout)}
+	vctx := newVerifyContext(r, g.verifyTimeout) // carries r for RequestFrom
 	p, err := g.verify(vctx, cred)
 	if err != nil {
 		e := verifyError(vctx, err, cred.Source)

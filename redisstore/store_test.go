@@ -1,0 +1,408 @@
+package redisstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/wsgate/wsgate"
+)
+
+type user struct{ Name string }
+
+const howToRun = "no Redis: set WSGATE_REDIS_ADDR=127.0.0.1:6379 to run these tests against a redis-server, or run .ci/redis from the repository root"
+
+// newClient returns a client of the test Redis, closed when the test ends.
+// Without WSGATE_REDIS_ADDR the test is skipped, unless CI is set: there a
+// missing Redis is a failure, not a skip.
+func newClient(t testing.TB, hook redis.Hook) *redis.Client {
+	t.Helper()
+	addr := os.Getenv("WSGATE_REDIS_ADDR")
+	if addr == "" {
+		if os.Getenv("CI") == "" {
+			t.Skip(howToRun)
+		}
+		addr = "127.0.0.1:6379"
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true})
+	t.Cleanup(func() { rdb.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatalf("Redis at %s unreachable: %v", addr, err)
+	}
+	if hook != nil {
+		rdb.AddHook(hook)
+	}
+	return rdb
+}
+
+// newPrefix returns a key prefix of the test's own, and deletes its keys
+// when the test ends.
+func newPrefix(t testing.TB, rdb *redis.Client) string {
+	var b [6]byte
+	rand.Read(b[:])
+	prefix := "wsgate-test:" + hex.EncodeToString(b[:]) + ":"
+	t.Cleanup(func() {
+		ctx := context.Background()
+		for _, k := range keys(t, rdb, prefix) {
+			rdb.Del(ctx, k)
+		}
+	})
+	return prefix
+}
+
+func keys(t testing.TB, rdb *redis.Client, prefix string) []string {
+	var all []string
+	iter := rdb.Scan(context.Background(), 0, prefix+"*", 100).Iterator()
+	for iter.Next(context.Background()) {
+		all = append(all, iter.Val())
+	}
+	require.NoError(t, iter.Err())
+	return all
+}
+
+// handshake is a WebSocket opening handshake for target.
+func handshake(target string) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1:8080"+target, nil)
+	r.Header.Set("Upgrade", "websocket")
+	r.Header.Set("Connection", "Upgrade")
+	r.Header.Set("Sec-WebSocket-Version", "13")
+	r.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	return r
+}
+
+func issue(t testing.TB, tk *wsgate.Tickets[user], name string) string {
+	t.Helper()
+	ticket, err := tk.Issue(httptest.NewRequest(http.MethodPost, "/ticket", nil), user{name})
+	require.NoError(t, err)
+	return ticket
+}
+
+func TestTicketIsConsumedOnceAmongFiftyConcurrentHandshakes(t *testing.T) {
+	rdb := newClient(t, nil)
+	tk := &wsgate.Tickets[user]{Store: New(rdb, newPrefix(t, rdb))}
+	gate := wsgate.New(tk.Verifier(), wsgate.Config{Extractors: []wsgate.Extractor{wsgate.Query("ticket")}})
+	ticket := issue(t, tk, "alice")
+
+	const n = 50
+	var wins, refusals atomic.Int32
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for range n {
+		r := handshake("/ws?ticket=" + ticket)
+		wg.Go(func() {
+			<-start
+			a, err := gate.Authenticate(r)
+			switch {
+			case err == nil:
+				assert.Equal(t, "alice", a.Principal.Name)
+				wins.Add(1)
+			case errors.Is(err, wsgate.ErrInvalidToken):
+				refusals.Add(1)
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	assert.Equal(t, int32(1), wins.Load())
+	assert.Equal(t, int32(n-1), refusals.Load())
+}
+
+func TestStoreConsumesOnceAmongFiftyConcurrentCalls(t *testing.T) {
+	rdb := newClient(t, nil)
+	store := New(rdb, newPrefix(t, rdb))
+	ctx := context.Background()
+	hash := sha256.Sum256([]byte("a ticket"))
+	require.NoError(t, store.Put(ctx, hash, wsgate.TicketRecord{Principal: []byte(`"p"`), Expires: time.Now().Add(time.Minute)}, time.Minute))
+
+	var wins, misses atomic.Int32
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			<-start
+			rec, err := store.Consume(ctx, hash)
+			switch {
+			case err == nil:
+				assert.Equal(t, `"p"`, string(rec.Principal))
+				wins.Add(1)
+			case errors.Is(err, wsgate.ErrTicketNotFound):
+				misses.Add(1)
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	assert.Equal(t, int32(1), wins.Load())
+	assert.Equal(t, int32(49), misses.Load())
+}
+
+func TestPutNeverOverwrites(t *testing.T) {
+	rdb := newClient(t, nil)
+	store := New(rdb, newPrefix(t, rdb))
+	ctx := context.Background()
+	hash := sha256.Sum256([]byte("a ticket"))
+	require.NoError(t, store.Put(ctx, hash, wsgate.TicketRecord{Path: "/a", Expires: time.Now().Add(time.Minute)}, time.Minute))
+	assert.Error(t, store.Put(ctx, hash, wsgate.TicketRecord{Path: "/b", Expires: time.Now().Add(time.Minute)}, time.Minute))
+	rec, err := store.Consume(ctx, hash)
+	require.NoError(t, err)
+	assert.Equal(t, "/a", rec.Path)
+}
+
+func TestRedisExpiresTickets(t *testing.T) {
+	rdb := newClient(t, nil)
+	prefix := newPrefix(t, rdb)
+	store := New(rdb, prefix)
+	ctx := context.Background()
+
+	// The record claims a far expiry: only Redis's own TTL can end it.
+	hash := sha256.Sum256([]byte("a ticket"))
+	require.NoError(t, store.Put(ctx, hash, wsgate.TicketRecord{Expires: time.Now().Add(time.Hour)}, time.Second))
+	key := prefix + hex.EncodeToString(hash[:])
+	pttl, err := rdb.PTTL(ctx, key).Result()
+	require.NoError(t, err)
+	assert.Greater(t, pttl, time.Duration(0))
+	assert.LessOrEqual(t, pttl, time.Second)
+
+	// Through Tickets, with a one-second TTL.
+	tk := &wsgate.Tickets[user]{Store: store, TTL: time.Second}
+	gate := wsgate.New(tk.Verifier(), wsgate.Config{Extractors: []wsgate.Extractor{wsgate.Query("ticket")}})
+	ticket := issue(t, tk, "alice")
+
+	time.Sleep(1100 * time.Millisecond)
+	n, err := rdb.Exists(ctx, key).Result()
+	require.NoError(t, err)
+	assert.Zero(t, n, "Redis dropped the key")
+	_, err = store.Consume(ctx, hash)
+	assert.ErrorIs(t, err, wsgate.ErrTicketNotFound)
+	_, err = gate.Authenticate(handshake("/ws?ticket=" + ticket))
+	assert.ErrorIs(t, err, wsgate.ErrInvalidToken)
+	assert.Empty(t, keys(t, rdb, prefix))
+}
+
+func TestRedisHoldsNoUsableTicket(t *testing.T) {
+	rdb := newClient(t, nil)
+	prefix := newPrefix(t, rdb)
+	tk := &wsgate.Tickets[user]{Store: New(rdb, prefix), BindOrigin: true, BindClient: true, Path: "/ws"}
+	r := httptest.NewRequest(http.MethodPost, "/ticket", nil)
+	r.Header.Set("Origin", "https://app.example")
+	ticket, err := tk.Issue(r, user{"alice"})
+	require.NoError(t, err)
+	raw, err := base64.RawURLEncoding.DecodeString(ticket)
+	require.NoError(t, err)
+
+	ctx := context.Background()
+	var all []string
+	iter := rdb.Scan(ctx, 0, "*", 1000).Iterator()
+	for iter.Next(ctx) {
+		all = append(all, iter.Val())
+	}
+	require.NoError(t, iter.Err())
+	hash := sha256.Sum256([]byte(ticket))
+	require.Contains(t, all, prefix+hex.EncodeToString(hash[:]))
+	for _, k := range all {
+		val, err := rdb.Dump(ctx, k).Bytes() // whatever the type
+		require.NoError(t, err)
+		for _, secret := range [][]byte{[]byte(ticket), raw} {
+			assert.NotContains(t, k, string(secret))
+			assert.False(t, bytes.Contains(val, secret), "value of %s holds the ticket", k)
+		}
+	}
+}
+
+func TestOneRoundTripEach(t *testing.T) {
+	hook := &commandLog{}
+	rdb := newClient(t, hook)
+	prefix := newPrefix(t, rdb)
+	tk := &wsgate.Tickets[user]{Store: New(rdb, prefix)}
+	gate := wsgate.New(tk.Verifier(), wsgate.Config{Extractors: []wsgate.Extractor{wsgate.Query("ticket")}})
+
+	hook.reset()
+	ticket := issue(t, tk, "alice")
+	set := hook.reset()
+	require.Len(t, set, 1)
+	args := set[0].Args()
+	require.Len(t, args, 6)
+	assert.Equal(t, "set", args[0])
+	assert.Equal(t, []any{"px", int64(30000), "nx"}, args[3:])
+
+	_, err := gate.Authenticate(handshake("/ws?ticket=" + ticket))
+	require.NoError(t, err)
+	get := hook.reset()
+	require.Len(t, get, 1)
+	assert.Equal(t, "getdel", get[0].Name())
+	assert.Equal(t, set[0].Args()[1], get[0].Args()[1], "the same key")
+}
+
+// commandLog is a go-redis hook that records every round trip.
+type commandLog struct {
+	mu   sync.Mutex
+	cmds []redis.Cmder
+	n    atomic.Int64 // round trips, a pipeline counting once
+	// countOnly keeps the count and not the commands.
+	countOnly bool
+}
+
+func (h *commandLog) reset() []redis.Cmder {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cmds := h.cmds
+	h.cmds = nil
+	h.n.Store(0)
+	return cmds
+}
+
+func (h *commandLog) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *commandLog) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if h.n.Add(1); !h.countOnly {
+			h.mu.Lock()
+			h.cmds = append(h.cmds, cmd)
+			h.mu.Unlock()
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *commandLog) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if h.n.Add(1); !h.countOnly {
+			h.mu.Lock()
+			h.cmds = append(h.cmds, cmds...)
+			h.mu.Unlock()
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// server is one server of a fleet: its own Redis client, Tickets and Gate,
+// the same prefix as the others.
+func server(t *testing.T, prefix string) *httptest.Server {
+	rdb := newClient(t, nil)
+	tk := &wsgate.Tickets[user]{Store: New(rdb, prefix), BindOrigin: true, Path: "/ws"}
+	mux := http.NewServeMux()
+	mux.Handle("/ticket", tk.Issuer(func(r *http.Request) (user, bool) {
+		name := r.Header.Get("X-Test-User") // the application's own login
+		return user{name}, name != ""
+	}))
+	gate := wsgate.New(tk.Verifier(), wsgate.Config{
+		Extractors: []wsgate.Extractor{wsgate.Query("ticket")},
+		Origin:     wsgate.OriginPolicy{InsecureSkipOriginCheck: true}, // the ticket's binding decides
+	})
+	mux.Handle("/ws", gate.Handler(func(ctx context.Context, s wsgate.Session[user]) {
+		_ = wsutil.WriteServerText(s.Conn, []byte("hello "+s.Principal.Name))
+	}))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestFleetAcceptsATicketOnceOnAnyServer(t *testing.T) {
+	rdb := newClient(t, nil)
+	prefix := newPrefix(t, rdb)
+	a, b := server(t, prefix), server(t, prefix)
+	const origin = "https://app.example:8443"
+
+	req, err := http.NewRequest(http.MethodPost, a.URL+"/ticket", nil)
+	require.NoError(t, err)
+	req.Header.Set("X-Test-User", "alice")
+	req.Header.Set("Origin", origin)
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var issued struct {
+		Ticket string `json:"ticket"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&issued))
+
+	dial := func(srv *httptest.Server) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		d := ws.Dialer{Timeout: 5 * time.Second, Header: ws.HandshakeHeaderHTTP(http.Header{"Origin": {origin}})}
+		conn, br, _, err := d.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws?ticket="+issued.Ticket)
+		if err != nil {
+			return "", err
+		}
+		defer conn.Close()
+		var rd io.Reader = conn
+		if br != nil {
+			rd = br
+		}
+		msg, err := wsutil.ReadServerText(readWriter{rd, conn})
+		return string(msg), err
+	}
+
+	hello, err := dial(b)
+	require.NoError(t, err, "minted on A, used on B")
+	assert.Equal(t, "hello alice", hello)
+	for i, srv := range []*httptest.Server{b, a, b, a} {
+		_, err := dial(srv)
+		assert.Equal(t, ws.StatusError(http.StatusUnauthorized), err, "try %d", i+2)
+	}
+	assert.Empty(t, keys(t, rdb, prefix))
+}
+
+type readWriter struct {
+	io.Reader
+	w net.Conn
+}
+
+func (rw readWriter) Write(p []byte) (int, error) { return rw.w.Write(p) }
+
+// BenchmarkConsumePerHandshake measures authenticating a handshake whose
+// ticket is consumed from Redis, and reports the Redis round trips it took.
+func BenchmarkConsumePerHandshake(b *testing.B) {
+	hook := &commandLog{countOnly: true}
+	rdb := newClient(b, hook)
+	prefix := newPrefix(b, rdb)
+	tk := &wsgate.Tickets[user]{Store: New(rdb, prefix)}
+	gate := wsgate.New(tk.Verifier(), wsgate.Config{Extractors: []wsgate.Extractor{wsgate.Query("ticket")}})
+	queries := make([]string, b.N)
+	for i := range queries {
+		queries[i] = "ticket=" + issue(b, tk, "alice")
+	}
+	r := handshake("/ws")
+	hook.reset()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r.URL.RawQuery = queries[i]
+		if _, err := gate.Authenticate(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(hook.n.Load())/float64(b.N), "roundtrips/op")
+	if got := hook.n.Load(); got != int64(b.N) {
+		b.Fatalf("%d round trips for %d handshakes", got, b.N)
+	}
+}
