@@ -136,11 +136,12 @@ func unwrapConn(c net.Conn) net.Conn {
 func (g *Gate[P]) refuse(w http.ResponseWriter, r *http.Request, err *Error) {
 	code, reason, ok := CloseCodeFor(err)
 	if g.refusal != RefuseCloseFrame || !ok {
-		g.WriteError(w, err)
+		writeError(w, err, g.challenges, g.basic, r.ProtoMajor == 2)
 		return
 	}
 	plain, _ := checkHandshake(r)
-	conn, uerr := upgrade(w, r, g.selectors[g.refusalEcho(r.Header[hWSProtocol])], plain)
+	protocol := g.refusalEcho(r.Header[hWSProtocol])
+	conn, uerr := upgrade(w, r, protocol, g.selectors[protocol], plain, "")
 	if uerr != nil {
 		return
 	}
@@ -154,7 +155,7 @@ func (g *Gate[P]) refuse(w http.ResponseWriter, r *http.Request, err *Error) {
 func (g *Gate[P]) Refuse(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
-		g.WriteError(w, err)
+		writeError(w, err, g.challenges, g.basic, r.ProtoMajor == 2)
 		return
 	}
 	g.refuse(w, r, e)

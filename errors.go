@@ -10,8 +10,9 @@ import (
 // package returns is an *Error that matches exactly one of them with
 // errors.Is, and carries the HTTP status it was answered with.
 var (
-	// ErrHTTPVersion: the request did not arrive as HTTP/1.1 or later over
-	// HTTP/1 (for example HTTP/2 without RFC 8441, or HTTP/1.0). Status 400.
+	// ErrHTTPVersion: the request arrived neither as HTTP/1.1 or later over
+	// HTTP/1 nor as an HTTP/2 extended CONNECT with :protocol websocket (RFC
+	// 8441): for example HTTP/1.0, or an HTTP/2 GET. Status 400.
 	ErrHTTPVersion = errors.New("wsgate: WebSocket handshake requires HTTP/1.1")
 	// ErrMethod: the method is not GET. Status 405 with Allow: GET.
 	ErrMethod = errors.New("wsgate: WebSocket handshake requires GET")
@@ -219,14 +220,21 @@ var sentinelRefusals = []*Error{
 // plain-text body. A bare sentinel (ErrForbidden, ErrInvalidToken, ...) is
 // answered as the gate answers it; any other error that is no *Error is
 // answered 500. WriteError never writes a client-supplied value back.
+//
+// Over HTTP/2, net/http turns Connection: close into a GOAWAY that ends the
+// whole connection after its open streams; the gate's own refusals of
+// HTTP/2 requests leave it out.
 func WriteError(w http.ResponseWriter, err error) {
-	writeError(w, err, defaultChallenge, false)
+	writeError(w, err, defaultChallenge, false, false)
 }
 
-func writeError(w http.ResponseWriter, err error, ch *challenges, basic bool) {
+// writeError is WriteError; h2 leaves out Connection: close.
+func writeError(w http.ResponseWriter, err error, ch *challenges, basic, h2 bool) {
 	e := asError(err)
 	h := w.Header()
-	h["Connection"] = hdrClose
+	if !h2 {
+		h["Connection"] = hdrClose
+	}
 	h["Content-Type"] = hdrTextPlain
 	h["X-Content-Type-Options"] = hdrNoSniff
 	h["Cache-Control"] = hdrNoStore

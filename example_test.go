@@ -188,3 +188,22 @@ func ExampleTickets() {
 	// alice false
 	//  true
 }
+
+// Compression: the gate negotiates permessage-deflate when the client offers
+// it, and the session says whether it did. The same handler serves
+// HTTP/1.1 and, with GODEBUG=http2xconnect=1 in the environment, HTTP/2
+// extended CONNECT streams.
+func ExampleConfig_compression() {
+	gate := wsgate.New(lookup, wsgate.Config{Compression: true})
+	http.Handle("/echo", gate.Handler(func(ctx context.Context, s wsgate.Session[User]) {
+		for {
+			msg, op, err := wsgate.ReadClientMessage(s.Conn, s.Compression, 1<<20)
+			if err != nil {
+				return
+			}
+			if wsgate.WriteServerMessage(s.Conn, s.Compression, op, msg) != nil {
+				return
+			}
+		}
+	}))
+}

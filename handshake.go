@@ -21,10 +21,12 @@ const (
 	versionValue = "13"
 )
 
-// CheckHandshake reports whether r is a valid RFC 6455 opening handshake. It
-// returns nil or an *Error whose status and sentinel say what is wrong:
+// CheckHandshake reports whether r is a valid RFC 6455 opening handshake, or
+// an RFC 8441 one over HTTP/2. It returns nil or an *Error whose status and
+// sentinel say what is wrong:
 //
-//   - not HTTP/1.1 or later over HTTP/1 (HTTP/1.0, HTTP/2): 400, ErrHTTPVersion
+//   - not HTTP/1.1 or later over HTTP/1 (HTTP/1.0), and not HTTP/2: 400,
+//     ErrHTTPVersion
 //   - method other than GET: 405 with Allow: GET, ErrMethod
 //   - no Host (net/http admits an empty Host header): 400, ErrHost
 //   - Upgrade lacks the websocket token (so Upgrade: h2c is never honoured):
@@ -38,6 +40,16 @@ const (
 //     both with Sec-WebSocket-Version: 13, ErrVersion
 //   - Sec-WebSocket-Key missing, repeated or invalid (see CheckKey): 400, ErrKey
 //   - a body (Content-Length > 0 or any Transfer-Encoding): 400, ErrBody
+//
+// Over HTTP/2 (RFC 8441 section 5) the request must instead be an extended
+// CONNECT with the :protocol pseudo-header websocket, which net/http shows
+// as Method "CONNECT" and Header[":protocol"]; anything else is 400,
+// ErrHTTPVersion. Host and Sec-WebSocket-Version are checked as above, but
+// a wrong version is 400 (HTTP/2 has no Upgrade for a 426 to name).
+// Upgrade, Connection and Sec-WebSocket-Key are not used and not required,
+// and the request's body is the stream. net/http delivers extended CONNECT
+// requests only when its GODEBUG setting http2xconnect=1 is in the
+// process's environment; see the package README.
 //
 // CheckHandshake reads headers only and allocates nothing. It does not apply
 // an origin policy; see OriginPolicy.
@@ -53,6 +65,9 @@ func CheckHandshake(r *http.Request) error {
 // same way (plain); when it would not, upgrade hands it a normalised copy.
 func checkHandshake(r *http.Request) (plain bool, err *Error) {
 	if r.ProtoMajor != 1 || r.ProtoMinor < 1 {
+		if r.ProtoMajor == 2 {
+			return false, checkConnect(r)
+		}
 		return false, errHTTPVersion
 	}
 	if r.Method != http.MethodGet {

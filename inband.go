@@ -94,7 +94,7 @@ var errNotAuthMessage = refusal(ErrMalformedCredential, http.StatusUnauthorized,
 func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time.Time, serve func(context.Context, Session[P])) {
 	protocol := g.refusalEcho(r.Header[hWSProtocol])
 	plain, _ := checkHandshake(r)
-	conn, err := upgrade(w, r, g.selectors[protocol], plain)
+	conn, err := upgrade(w, r, protocol, g.selectors[protocol], plain, "")
 	if err != nil {
 		if g.observed() {
 			g.observe(r, start, http.StatusInternalServerError, SourceMessage, err)
@@ -133,7 +133,7 @@ func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time
 		return
 	}
 	if g.observed() {
-		g.observe(r, start, http.StatusSwitchingProtocols, SourceMessage, nil)
+		g.observe(r, start, switchedStatus(r), SourceMessage, nil)
 	}
 	g.serveSession(r, conn, a, serve)
 }

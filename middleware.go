@@ -63,6 +63,20 @@ type Config struct {
 	// credential and authenticate its first message instead; see
 	// InBandAuth. nil means no in-band authentication.
 	InBand *InBandAuth
+
+	// Compression, when set, accepts the permessage-deflate extension (RFC
+	// 7692) when the client offers it, over HTTP/1.1 and HTTP/2 alike. The
+	// gate always answers with server_no_context_takeover and
+	// client_no_context_takeover, so each message is compressed on its
+	// own; it declines (sends no extension header, and the handshake goes on
+	// uncompressed) an offer with an unknown, invalid or repeated parameter
+	// or with server_max_window_bits below 15. Auth.Compression (and
+	// CompressionFrom behind Middleware) says whether it was negotiated;
+	// the application must then read and write with the extension, for
+	// example with ReadClientMessage and WriteServerMessage. Connections
+	// authenticated in band (Config.InBand) and connections refused with a
+	// close frame are never compressed.
+	Compression bool
 }
 
 const defaultRealm = "wsgate"
@@ -87,6 +101,7 @@ type Gate[P any] struct {
 	verifyTimeout time.Duration
 	refusal       RefusalMode
 	inband        *InBandAuth // nil: no in-band authentication
+	compression   bool
 	challenges    *challenges
 	// selectors holds the gobwas/ws Protocol callback of every protocol the
 	// gate may echo (Protocols and the markers), made once.
@@ -121,6 +136,7 @@ func New[P any](verify Verifier[P], cfg Config) *Gate[P] {
 		logger:        cfg.Logger,
 		onHandshake:   cfg.OnHandshake,
 		refusal:       cfg.Refusal,
+		compression:   cfg.Compression,
 	}
 	if cfg.InBand != nil {
 		g.inband = cfg.InBand.withDefaults()
@@ -158,13 +174,20 @@ type Auth[P any] struct {
 	Principal P
 	// Source is where the credential was found.
 	Source Source
-	// Protocol is the subprotocol the 101 echoes, or "" for none.
+	// Protocol is the subprotocol the 101 (over HTTP/2, the 200) echoes, or
+	// "" for none.
 	Protocol string
+	// Compression reports whether permessage-deflate was negotiated (see
+	// Config.Compression): the client may then send messages with the RSV1
+	// bit, compressed without context takeover, and the server may send
+	// such messages. ReadClientMessage and WriteServerMessage handle both.
+	Compression bool
 	// Expires is when the credential expires, as the Verifier reported it
 	// with SetExpiry, or the zero time. Session.Renew does not change it.
 	Expires time.Time
 
-	plain bool // gobwas/ws reads the request as is (see checkHandshake)
+	plain bool   // gobwas/ws reads the request as is (see checkHandshake)
+	ext   string // the Sec-WebSocket-Extensions answer, or ""
 }
 
 // Session is an authenticated, upgraded connection, handed to the callback
@@ -173,7 +196,9 @@ type Session[P any] struct {
 	Auth[P]
 	// Conn is the WebSocket connection, ready for frames (for example with
 	// github.com/gobwas/ws/wsutil). Bytes the client sent right after the
-	// handshake are not lost. Deadlines set by net/http are cleared.
+	// handshake are not lost. Deadlines set by net/http are cleared. Over
+	// HTTP/2 (Request.ProtoMajor == 2) it is the extended CONNECT stream
+	// (RFC 8441): see Upgrade for how it differs from a TCP connection.
 	Conn net.Conn
 	// Request is the handshake request, without the credential's
 	// subprotocol entry or query parameter.
@@ -261,6 +286,10 @@ func (g *Gate[P]) authenticate(r *http.Request) (Auth[P], *Error) {
 		return a, err
 	}
 	a.Principal, a.Source, a.Expires = p, cred.Source, exp
+	if g.compression {
+		a.ext = negotiateDeflate(r.Header[hWSExtensions])
+		a.Compression = a.ext != ""
+	}
 
 	lines := r.Header[hWSProtocol]
 	var line string
@@ -306,7 +335,7 @@ func markerOf(o *offered) string {
 // with this gate's realm and, for a missing credential, its Basic challenge
 // when a Basic extractor asks for one.
 func (g *Gate[P]) WriteError(w http.ResponseWriter, err error) {
-	writeError(w, err, g.challenges, g.basic)
+	writeError(w, err, g.challenges, g.basic, false)
 }
 
 // Middleware returns a handler that authenticates each handshake and passes
@@ -335,7 +364,7 @@ func (g *Gate[P]) Middleware(next http.Handler) http.Handler {
 			g.observe(r, start, 0, a.Source, nil)
 		}
 		v := &gateValue{principal: a.Principal, source: a.Source, protocol: a.Protocol, expires: a.Expires,
-			selector: g.selectors[a.Protocol], plain: a.plain}
+			selector: g.selectors[a.Protocol], plain: a.plain, ext: a.ext}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), gateKey{}, v)))
 	})
 }
@@ -364,9 +393,9 @@ func (g *Gate[P]) Handler(serve func(ctx context.Context, s Session[P])) http.Ha
 			}
 			return
 		}
-		conn, uerr := upgrade(w, r, g.selectors[a.Protocol], a.plain)
+		conn, uerr := upgrade(w, r, a.Protocol, g.selectors[a.Protocol], a.plain, a.ext)
 		if g.observed() {
-			status := http.StatusSwitchingProtocols
+			status := switchedStatus(r)
 			if e, ok := uerr.(*Error); ok {
 				status = e.Status
 			}
@@ -404,11 +433,24 @@ type gateValue struct {
 	expires   time.Time
 	selector  func(string) bool
 	plain     bool
+	ext       string
 }
 
 func gateValueFrom(ctx context.Context) *gateValue {
 	v, _ := ctx.Value(gateKey{}).(*gateValue)
 	return v
+}
+
+// CompressionFrom reports whether Gate.Middleware negotiated
+// permessage-deflate (see Config.Compression) for the request whose context
+// is ctx. Upgrade answers it by itself; the handler must then read and write
+// with the extension (ReadClientMessage, WriteServerMessage). Another
+// WebSocket library's upgrader must be told to accept the same parameters.
+func CompressionFrom(ctx context.Context) bool {
+	if v := gateValueFrom(ctx); v != nil {
+		return v.ext != ""
+	}
+	return false
 }
 
 // PrincipalFrom returns the principal Gate.Middleware verified for the

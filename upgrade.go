@@ -25,21 +25,32 @@ import (
 // http.ResponseController); when no Hijacker is found the client gets 500
 // and the error matches ErrNotHijacker. Connection deadlines set by net/http
 // are cleared, and bytes the client sent right after the request are kept.
+//
+// An HTTP/2 extended CONNECT request (RFC 8441; see CheckHandshake) is
+// answered 200 with the same Sec-WebSocket-Protocol (and, behind a gate with
+// Config.Compression, Sec-WebSocket-Extensions) headers, flushed, and the
+// returned net.Conn is the stream: reads come from r.Body and writes go to w,
+// flushed after each Write. Unlike a hijacked connection the stream ends
+// when the handler returns, so the handler must keep running (and close the
+// connection) until it is done with it; Gate.Handler does so. An expired
+// read deadline ends the stream's read side for good and an expired write
+// deadline resets the stream, as net/http does for HTTP/2 handlers.
+// Without Gate.Middleware, Upgrade negotiates no extension.
 func Upgrade(w http.ResponseWriter, r *http.Request, protocols ...string) (net.Conn, error) {
 	if v := gateValueFrom(r.Context()); v != nil {
-		return upgrade(w, r, v.selector, v.plain)
+		return upgrade(w, r, v.protocol, v.selector, v.plain, v.ext)
 	}
 	plain, err := checkHandshake(r)
 	if err != nil {
-		WriteError(w, err)
+		writeError(w, err, defaultChallenge, false, r.ProtoMajor == 2)
 		return nil, err
 	}
 	protocol, perr := SelectProtocol(r.Header[hWSProtocol], protocols)
 	if perr != nil {
-		WriteError(w, perr)
+		writeError(w, perr, defaultChallenge, false, r.ProtoMajor == 2)
 		return nil, perr
 	}
-	return upgrade(w, r, selectorFor(protocol), plain)
+	return upgrade(w, r, protocol, selectorFor(protocol), plain, "")
 }
 
 // selectorFor returns the gobwas/ws Protocol callback that selects exactly
@@ -54,8 +65,13 @@ func selectorFor(p string) func(string) bool {
 
 // upgrade hijacks the connection and writes the 101 with gobwas/ws. r must
 // have passed checkHandshake, which also said whether gobwas reads it as is
-// (plain), and selector must be nil or select an entry of r's list.
-func upgrade(w http.ResponseWriter, r *http.Request, selector func(string) bool, plain bool) (net.Conn, error) {
+// (plain), and selector must be nil or select protocol, an entry of r's
+// list. ext is the Sec-WebSocket-Extensions answer, or "". An HTTP/2
+// extended CONNECT is answered by upgradeH2 instead.
+func upgrade(w http.ResponseWriter, r *http.Request, protocol string, selector func(string) bool, plain bool, ext string) (net.Conn, error) {
+	if r.ProtoMajor == 2 {
+		return upgradeH2(w, r, protocol, ext)
+	}
 	if !canHijack(w) {
 		WriteError(w, errNotHijacker)
 		return nil, errNotHijacker
@@ -63,7 +79,7 @@ func upgrade(w http.ResponseWriter, r *http.Request, selector func(string) bool,
 	if !plain {
 		r = normalised(r)
 	}
-	u := ws.HTTPUpgrader{Protocol: selector}
+	u := ws.HTTPUpgrader{Protocol: selector, Header: extensionsHeader(ext)}
 	conn, rw, _, err := u.Upgrade(r, w)
 	if err != nil {
 		if conn != nil {
@@ -75,6 +91,15 @@ func upgrade(w http.ResponseWriter, r *http.Request, selector func(string) bool,
 		return &bufferedConn{Conn: conn, r: rw.Reader}, nil
 	}
 	return conn, nil
+}
+
+// switchedStatus is the status of a successful upgrade of r: 101, or 200
+// for an HTTP/2 extended CONNECT.
+func switchedStatus(r *http.Request) int {
+	if r.ProtoMajor == 2 {
+		return http.StatusOK
+	}
+	return http.StatusSwitchingProtocols
 }
 
 // canHijack reports whether w, or a writer it wraps, is an http.Hijacker.

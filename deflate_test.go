@@ -1,0 +1,313 @@
+package wsgate
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/httphead"
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsflate"
+	"github.com/gobwas/ws/wsutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// deflateEcho greets with whether compression was negotiated, then echoes
+// one message, compressed when it was.
+func deflateEcho(ctx context.Context, s Session[user]) {
+	hello := fmt.Sprintf("%s compression=%t", s.Principal.Name, s.Compression)
+	if WriteServerMessage(s.Conn, s.Compression, ws.OpText, []byte(hello)) != nil {
+		return
+	}
+	msg, op, err := ReadClientMessage(s.Conn, s.Compression, 0)
+	var perr ws.ProtocolError
+	if errors.As(err, &perr) {
+		_ = writeClose(s.Conn, ws.StatusProtocolError, string(perr))
+	}
+	if err != nil {
+		return
+	}
+	_ = WriteServerMessage(s.Conn, s.Compression, op, append([]byte("echo: "), msg...))
+}
+
+// compressedClientFrame returns p as a masked, compressed client frame.
+func compressedClientFrame(t *testing.T, op ws.OpCode, p []byte) ws.Frame {
+	t.Helper()
+	f, err := wsflate.CompressFrame(ws.NewFrame(op, true, p))
+	require.NoError(t, err)
+	return ws.MaskFrameInPlace(f)
+}
+
+// readCompressed reads a server frame, requires the RSV1 bit and returns
+// the inflated payload.
+func readCompressed(t *testing.T, r io.Reader) string {
+	t.Helper()
+	f, err := ws.ReadFrame(r)
+	require.NoError(t, err)
+	assert.False(t, f.Header.Masked)
+	require.True(t, f.Header.Rsv1(), "the server's message must carry RSV1")
+	f, err = wsflate.DecompressFrame(f)
+	require.NoError(t, err)
+	return string(f.Payload)
+}
+
+func TestDeflateNegotiatedOverHTTP1WithGobwasDialer(t *testing.T) {
+	g := New(StaticToken(secret, user{"alice"}), Config{Compression: true})
+	srv := newServer(t, g.Handler(deflateEcho))
+	d := ws.Dialer{
+		Header:     ws.HandshakeHeaderHTTP(http.Header{"Authorization": {"Bearer " + secret}}),
+		Extensions: []httphead.Option{wsflate.DefaultParameters.Option()},
+		Timeout:    5 * time.Second,
+	}
+	conn, br, hs, err := d.Dial(context.Background(), wsURL(srv, "/ws"))
+	require.NoError(t, err)
+	defer conn.Close()
+	require.Len(t, hs.Extensions, 1)
+	var p wsflate.Parameters
+	require.NoError(t, p.Parse(hs.Extensions[0]))
+	assert.Equal(t, wsflate.Parameters{ServerNoContextTakeover: true, ClientNoContextTakeover: true}, p)
+
+	var r io.Reader = conn
+	if br != nil {
+		r = io.MultiReader(br, conn)
+	}
+	assert.Equal(t, "alice compression=true", readCompressed(t, r))
+
+	big := bytes.Repeat([]byte("compress me "), 1000)
+	require.NoError(t, ws.WriteFrame(conn, compressedClientFrame(t, ws.OpText, big)))
+	assert.Equal(t, "echo: "+string(big), readCompressed(t, r))
+}
+
+func TestDeflateOffersAreAnsweredPerRFC7692(t *testing.T) {
+	g := New(StaticToken(secret, user{"alice"}), Config{Compression: true})
+	srv := newServer(t, g.Handler(deflateEcho))
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	tests := []struct {
+		name  string
+		offer string
+		want  string // "" for declined: no header, no compression
+	}{
+		{
+			name:  "a bare offer is accepted without context takeover",
+			offer: "permessage-deflate",
+			want:  deflateAnswer,
+		},
+		{
+			name:  "client_max_window_bits without a value is accepted and not answered",
+			offer: "permessage-deflate; client_max_window_bits",
+			want:  deflateAnswer,
+		},
+		{
+			name:  "client_max_window_bits=10 limits only the client's compressor",
+			offer: "permessage-deflate; client_max_window_bits=10",
+			want:  deflateAnswer,
+		},
+		{
+			name:  "server_max_window_bits=15 is accepted and repeated",
+			offer: "permessage-deflate; server_max_window_bits=15",
+			want:  deflateAnswer15,
+		},
+		{
+			name:  "server_max_window_bits=10 cannot be honoured by compress/flate and is declined",
+			offer: "permessage-deflate; server_max_window_bits=10",
+		},
+		{
+			name:  "server_max_window_bits=7 is an invalid value and is declined",
+			offer: "permessage-deflate; server_max_window_bits=7",
+		},
+		{
+			name:  "server_max_window_bits without a value is declined",
+			offer: "permessage-deflate; server_max_window_bits",
+		},
+		{
+			name:  "an unknown parameter is declined",
+			offer: "permessage-deflate; foo=1",
+		},
+		{
+			name:  "a repeated parameter is declined",
+			offer: "permessage-deflate; client_no_context_takeover; client_no_context_takeover",
+		},
+		{
+			name:  "a repeated valueless client_max_window_bits is declined",
+			offer: "permessage-deflate; client_max_window_bits; client_max_window_bits",
+		},
+		{
+			name:  "a declined offer falls back to the next one",
+			offer: "permessage-deflate; server_max_window_bits=7, permessage-deflate; client_max_window_bits",
+			want:  deflateAnswer,
+		},
+		{
+			name:  "other extensions are ignored",
+			offer: "x-webkit-deflate-frame, permessage-deflate",
+			want:  deflateAnswer,
+		},
+		{
+			name:  "only other extensions: nothing is answered",
+			offer: "x-webkit-deflate-frame",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, negotiateDeflate([]string{tt.offer}))
+
+			conn, br, resp := rawHandshake(t, addr,
+				"Authorization: Bearer "+secret+"\r\nSec-WebSocket-Extensions: "+tt.offer+"\r\n", "")
+			require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode, "a bad offer never fails the handshake")
+			assert.Equal(t, tt.want, resp.Header.Get("Sec-WebSocket-Extensions"))
+			if tt.want != "" {
+				assert.Equal(t, "alice compression=true", readCompressed(t, br))
+				return
+			}
+			f, err := ws.ReadFrame(br)
+			require.NoError(t, err)
+			assert.False(t, f.Header.Rsv1())
+			assert.Equal(t, "alice compression=false", string(f.Payload))
+			// Without the extension a compressed frame is a protocol error.
+			_, err = conn.Write(ws.MustCompileFrame(compressedClientFrame(t, ws.OpText, []byte("x"))))
+			require.NoError(t, err)
+			code, _ := readClose(t, br)
+			assert.Equal(t, ws.StatusProtocolError, code)
+		})
+	}
+}
+
+func TestDeflateIsNotNegotiatedUnlessConfigured(t *testing.T) {
+	g := New(StaticToken(secret, user{"alice"}), Config{})
+	srv := newServer(t, g.Handler(deflateEcho))
+	_, br, resp := rawHandshake(t, strings.TrimPrefix(srv.URL, "http://"),
+		"Authorization: Bearer "+secret+"\r\nSec-WebSocket-Extensions: permessage-deflate\r\n", "")
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	assert.Empty(t, resp.Header.Get("Sec-WebSocket-Extensions"))
+	f, err := ws.ReadFrame(br)
+	require.NoError(t, err)
+	assert.False(t, f.Header.Rsv1())
+	assert.Equal(t, "alice compression=false", string(f.Payload))
+}
+
+func TestDeflateMiddlewareReportsCompression(t *testing.T) {
+	g := New(StaticToken(secret, user{"alice"}), Config{Compression: true})
+	srv := newServer(t, g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		compressed := CompressionFrom(r.Context())
+		conn, err := Upgrade(w, r)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_ = WriteServerMessage(conn, compressed, ws.OpText, []byte("hello"))
+	})))
+	_, br, resp := rawHandshake(t, strings.TrimPrefix(srv.URL, "http://"),
+		"Authorization: Bearer "+secret+"\r\nSec-WebSocket-Extensions: permessage-deflate\r\n", "")
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	assert.Equal(t, deflateAnswer, resp.Header.Get("Sec-WebSocket-Extensions"))
+	assert.Equal(t, "hello", readCompressed(t, br))
+	assert.False(t, CompressionFrom(context.Background()))
+}
+
+func TestDeflateOverHTTP2(t *testing.T) {
+	g := New(StaticToken(secret, user{"alice"}), Config{Compression: true})
+	srv, tr := newH2Server(t, g.Handler(deflateEcho))
+	s := h2Connect(t, srv, tr, "/ws", "websocket", http.Header{
+		"Authorization":            {"Bearer " + secret},
+		"Sec-Websocket-Extensions": {"permessage-deflate; client_max_window_bits"},
+	})
+	require.Equal(t, http.StatusOK, s.resp.StatusCode)
+	assert.Equal(t, deflateAnswer, s.resp.Header.Get("Sec-WebSocket-Extensions"))
+	assert.Equal(t, "alice compression=true", readCompressed(t, s))
+	f := compressedClientFrame(t, ws.OpBinary, []byte("over h2, deflated"))
+	require.NoError(t, ws.WriteFrame(s, f))
+	assert.Equal(t, "echo: over h2, deflated", readCompressed(t, s))
+}
+
+func TestDeflateBadOfferOverHTTP2IsDeclined(t *testing.T) {
+	g := New(StaticToken(secret, user{"alice"}), Config{Compression: true})
+	srv, tr := newH2Server(t, g.Handler(deflateEcho))
+	s := h2Connect(t, srv, tr, "/ws", "websocket", http.Header{
+		"Authorization":            {"Bearer " + secret},
+		"Sec-Websocket-Extensions": {"permessage-deflate; server_max_window_bits=7"},
+	})
+	require.Equal(t, http.StatusOK, s.resp.StatusCode)
+	assert.Empty(t, s.resp.Header.Get("Sec-WebSocket-Extensions"))
+	msg, _, err := wsutil.ReadServerData(s)
+	require.NoError(t, err)
+	assert.Equal(t, "alice compression=false", string(msg))
+}
+
+func TestReadClientMessage(t *testing.T) {
+	frames := func(fs ...ws.Frame) *bytes.Buffer {
+		var b bytes.Buffer
+		for _, f := range fs {
+			require.NoError(t, ws.WriteFrame(&b, f))
+		}
+		return &b
+	}
+	type rw struct {
+		io.Reader
+		io.Writer
+	}
+	t.Run("inflates a compressed message and answers a ping in between", func(t *testing.T) {
+		in := frames(ws.MaskFrame(ws.NewPingFrame([]byte("p"))), compressedClientFrame(t, ws.OpText, []byte("hello")))
+		var out bytes.Buffer
+		p, op, err := ReadClientMessage(rw{in, &out}, true, 0)
+		require.NoError(t, err)
+		assert.Equal(t, ws.OpText, op)
+		assert.Equal(t, "hello", string(p))
+		pong, err := ws.ReadFrame(&out)
+		require.NoError(t, err)
+		assert.Equal(t, ws.OpPong, pong.Header.OpCode)
+	})
+	t.Run("passes an uncompressed message through when compression is on", func(t *testing.T) {
+		in := frames(ws.MaskFrame(ws.NewTextFrame([]byte("plain"))))
+		p, _, err := ReadClientMessage(rw{in, io.Discard}, true, 0)
+		require.NoError(t, err)
+		assert.Equal(t, "plain", string(p))
+	})
+	t.Run("bounds the inflated size", func(t *testing.T) {
+		bomb := compressedClientFrame(t, ws.OpBinary, make([]byte, 1<<20))
+		assert.Less(t, len(bomb.Payload), 2<<10, "a megabyte of zeros deflates to a few bytes")
+		_, _, err := ReadClientMessage(rw{frames(bomb), io.Discard}, true, 64<<10)
+		assert.ErrorIs(t, err, ErrMessageTooBig)
+	})
+	t.Run("bounds an uncompressed frame before reading it", func(t *testing.T) {
+		in := frames(ws.MaskFrame(ws.NewBinaryFrame(make([]byte, 100))))
+		_, _, err := ReadClientMessage(rw{in, io.Discard}, false, 10)
+		assert.ErrorIs(t, err, ErrMessageTooBig)
+	})
+	t.Run("RSV1 without compression is a protocol error", func(t *testing.T) {
+		in := frames(compressedClientFrame(t, ws.OpText, []byte("x")))
+		_, _, err := ReadClientMessage(rw{in, io.Discard}, false, 0)
+		assert.Error(t, err)
+	})
+	t.Run("RSV2 is a protocol error even with compression", func(t *testing.T) {
+		f := ws.MaskFrame(ws.NewTextFrame([]byte("x")))
+		f.Header.Rsv = ws.Rsv(false, true, false)
+		_, _, err := ReadClientMessage(rw{frames(f), io.Discard}, true, 0)
+		assert.Error(t, err)
+	})
+	t.Run("a close frame is answered and returned", func(t *testing.T) {
+		in := frames(ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))))
+		var out bytes.Buffer
+		_, _, err := ReadClientMessage(rw{in, &out}, true, 0)
+		var closed wsutil.ClosedError
+		assert.ErrorAs(t, err, &closed)
+		assert.NotZero(t, out.Len())
+	})
+}
+
+func TestWriteServerMessageLeavesControlFramesUncompressed(t *testing.T) {
+	var b bytes.Buffer
+	require.NoError(t, WriteServerMessage(&b, true, ws.OpPing, []byte("p")))
+	f, err := ws.ReadFrame(&b)
+	require.NoError(t, err)
+	assert.False(t, f.Header.Rsv1())
+	assert.Equal(t, "p", string(f.Payload))
+}
+
+var _ net.Conn = (*streamConn)(nil)
