@@ -38,8 +38,10 @@ type Config struct {
 	// Realm is the realm of WWW-Authenticate challenges; empty means "wsgate".
 	Realm string
 
-	// VerifyTimeout bounds the Verifier's time per handshake; 0 means
-	// DefaultVerifyTimeout. A verifier that overruns it is answered 503.
+	// VerifyTimeout bounds the Verifier's time per handshake, counted from
+	// its first look at its context (Deadline, Done or Err); 0 means
+	// DefaultVerifyTimeout. When the context ends at that deadline, the
+	// client is answered 503 (ErrVerifyTimeout).
 	VerifyTimeout time.Duration
 
 	// Logger, when set, gets one line per refusal (Info; Error for 5xx and

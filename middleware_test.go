@@ -300,6 +300,50 @@ func TestVerifierContextCarriesDeadlineAndRequestValues(t *testing.T) {
 	assert.ErrorIs(t, got.Err(), context.Canceled)
 }
 
+func TestVerifierDeadlineStartsAtTheFirstLook(t *testing.T) {
+	var first, again time.Time
+	g := New(func(ctx context.Context, c Credential) (user, error) {
+		before := time.Now()
+		first, _ = ctx.Deadline()
+		again, _ = ctx.Deadline()
+		assert.False(t, first.Before(before.Add(time.Minute)), "the deadline counts from the first look")
+		return user{"alice"}, nil
+	}, Config{VerifyTimeout: time.Minute})
+	_, err := g.Authenticate(newHandshake("/ws", "Authorization", "Bearer x"))
+	require.NoError(t, err)
+	assert.Equal(t, first, again, "the deadline does not move once started")
+}
+
+func TestStaticToken(t *testing.T) {
+	v := StaticToken("s3cret-token", user{"alice"})
+	tests := []struct {
+		token string
+		ok    bool
+	}{
+		{"s3cret-token", true},
+		{"s3cret-toke", false},      // a prefix
+		{"s3cret-token-x", false},   // longer
+		{"S3cret-token", false},     // case matters
+		{"x3cret-token", false},     // same length
+		{"", false},                 // empty
+		{"s3cret-token\x00", false}, // a NUL suffix
+	}
+	for _, tt := range tests {
+		p, err := v(context.Background(), Credential{Source: SourceBearer, Token: tt.token})
+		if tt.ok {
+			assert.NoError(t, err, "%q", tt.token)
+			assert.Equal(t, user{"alice"}, p)
+		} else {
+			assert.ErrorIs(t, err, ErrInvalidToken, "%q", tt.token)
+			assert.Equal(t, user{}, p)
+		}
+	}
+	assert.Panics(t, func() { StaticToken("", user{}) })
+	assert.Zero(t, testing.AllocsPerRun(100, func() {
+		_, _ = v(context.Background(), Credential{Token: "s3cret-token"})
+	}))
+}
+
 func TestVerifierContextIsCancelledWhenTheRequestIs(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	g := New(func(vctx context.Context, c Credential) (user, error) {

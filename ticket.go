@@ -462,38 +462,10 @@ func (t *Tickets[P]) trusted(a netip.Addr) bool {
 // ticket verifier checks its bindings). By then the credential has been
 // removed from the request's query; the request must not be modified.
 func RequestFrom(ctx context.Context) *http.Request {
-	if c, ok := ctx.Value(requestKey{}).(*requestContext); ok {
+	if c, ok := ctx.Value(requestKey{}).(*verifyContext); ok {
 		return c.r
 	}
 	return nil
 }
 
 type requestKey struct{}
-
-// requestContext adds the handshake request to the verifier's context.
-type requestContext struct {
-	context.Context
-	r *http.Request
-}
-
-func (c *requestContext) Value(key any) any {
-	if key == (requestKey{}) {
-		return c
-	}
-	return c.Context.Value(key)
-}
-
-// newVerifyContext returns the context for verifying r's credential, with
-// the gate's deadline and the request for RequestFrom. The verifyContext and
-// the requestContext share one allocation, so carrying the request costs a
-// handshake no extra allocation.
-func newVerifyContext(r *http.Request, timeout time.Duration) *verifyContext {
-	c := &struct {
-		verifyContext
-		rc requestContext
-	}{}
-	c.rc = requestContext{Context: r.Context(), r: r}
-	c.parent = &c.rc
-	c.deadline = time.Now().Add(timeout)
-	return &c.verifyContext
-}

@@ -2,9 +2,9 @@ package wsgate
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -24,23 +24,33 @@ import (
 type Verifier[P any] func(ctx context.Context, c Credential) (P, error)
 
 // StaticToken returns a Verifier that accepts exactly token, from any
-// source, and yields principal. It compares SHA-256 digests in constant
-// time, so neither the comparison's timing nor a memory dump of the verifier
-// reveals the token. A Basic credential with a non-empty password is
-// refused. It panics if token is empty.
+// source, and yields principal. The comparison runs in constant time: how
+// long it takes depends on the length of token alone, never on the
+// presented credential's content or length. A Basic credential with a
+// non-empty password is refused. It panics if token is empty.
 func StaticToken[P any](token string, principal P) Verifier[P] {
 	if token == "" {
 		panic("wsgate: StaticToken with an empty token")
 	}
-	want := sha256.Sum256([]byte(token))
+	want := []byte(token)
 	return func(_ context.Context, c Credential) (P, error) {
-		got := sha256.Sum256(stringBytes(c.Token))
-		if c.Token == "" || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		if !constantTimeEqual(stringBytes(c.Token), want) {
 			var zero P
 			return zero, ErrInvalidToken
 		}
 		return principal, nil
 	}
+}
+
+// constantTimeEqual reports whether got equals want, in a time that depends
+// on len(want) only: a got of another length is refused after comparing
+// want with itself, so neither a prefix nor the length leaks.
+func constantTimeEqual(got, want []byte) bool {
+	same := subtle.ConstantTimeEq(int32(min(len(got), 1<<30)), int32(len(want)))
+	if same == 0 {
+		got = want
+	}
+	return subtle.ConstantTimeCompare(got, want)&same == 1
 }
 
 // verifyError maps a verifier's error to the refusal the client gets.
@@ -70,14 +80,18 @@ var errVerifier500 = refusal(ErrVerifier, 500, "", "internal error")
 const DefaultVerifyTimeout = 10 * time.Second
 
 // verifyContext is the context a verifier receives: its parent's values and
-// cancellation, plus the verification deadline. The channel and timer behind
-// Done are made only when somebody asks for them, so a verifier that never
-// waits (a static token, a signature check) costs no timer.
+// cancellation, the handshake request (see RequestFrom) and the verification
+// deadline. The deadline starts when the verifier first looks at the
+// context, and the channel and timer behind Done are made only when somebody
+// asks for them, so a verifier that never waits (a static token, a
+// signature check) costs no clock read and no timer.
 type verifyContext struct {
-	parent   context.Context
-	deadline time.Time
+	parent  context.Context
+	r       *http.Request
+	timeout time.Duration
 
 	mu         sync.Mutex
+	deadline   time.Time // zero until first asked for
 	expiry     time.Time // set by SetExpiry
 	released   bool
 	done       chan struct{}
@@ -86,17 +100,35 @@ type verifyContext struct {
 	stopParent func() bool
 }
 
+// newVerifyContext returns the context for verifying r's credential.
+func newVerifyContext(r *http.Request, timeout time.Duration) *verifyContext {
+	return &verifyContext{parent: r.Context(), r: r, timeout: timeout}
+}
+
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 func (c *verifyContext) Deadline() (time.Time, bool) {
-	if d, ok := c.parent.Deadline(); ok && d.Before(c.deadline) {
-		return d, true
+	c.mu.Lock()
+	d := c.deadlineLocked()
+	c.mu.Unlock()
+	if pd, ok := c.parent.Deadline(); ok && pd.Before(d) {
+		return pd, true
 	}
-	return c.deadline, true
+	return d, true
+}
+
+// deadlineLocked returns the verification deadline, starting it on first
+// use; c.mu is held.
+func (c *verifyContext) deadlineLocked() time.Time {
+	if c.deadline.IsZero() {
+		c.deadline = time.Now().Add(c.timeout)
+	}
+	return c.deadline
 }
 
 func (c *verifyContext) Value(key any) any {
-	if key == (verifyContextKey{}) {
+	switch key {
+	case verifyContextKey{}, requestKey{}:
 		return c
 	}
 	return c.parent.Value(key)
@@ -120,12 +152,13 @@ func (c *verifyContext) Err() error {
 	return c.err
 }
 
-// expired reports the error the context has by now, without any timer.
+// expired reports the error the context has by now, without any timer;
+// c.mu is held.
 func (c *verifyContext) expired() error {
 	if err := c.parent.Err(); err != nil {
 		return err
 	}
-	if !time.Now().Before(c.deadline) {
+	if !time.Now().Before(c.deadlineLocked()) {
 		return context.DeadlineExceeded
 	}
 	return nil
