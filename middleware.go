@@ -160,11 +160,11 @@ func New[P any](verify Verifier[P], cfg Config) *Gate[P] {
 	g.challenges = newChallenges(realm)
 	g.selectors = make(map[string]func(string) bool)
 	for _, p := range g.protocols {
-		g.selectors[p] = selectorFor(p)
+		g.selectors[p] = newSelector(p)
 	}
 	for _, e := range g.extractors {
 		if e.kind == kindSubprotocol {
-			g.selectors[e.name] = selectorFor(e.name)
+			g.selectors[e.name] = newSelector(e.name)
 		}
 	}
 	return g

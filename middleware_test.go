@@ -718,6 +718,28 @@ func TestUpgradeThroughAWriterWithOnlyUnwrap(t *testing.T) {
 // noHijack is a ResponseWriter that cannot be hijacked.
 type noHijack struct{ http.ResponseWriter }
 
+// TestUpgradeAllocatesNoMoreThanGobwas checks that Upgrade, with its own
+// validation and protocol choice, costs no allocation beyond the gobwas/ws
+// HTTPUpgrader it drives, and that naming a protocol makes no closure.
+func TestUpgradeAllocatesNoMoreThanGobwas(t *testing.T) {
+	r := newHandshake("/ws", "Sec-WebSocket-Protocol", "chat")
+	w := newHijackWriter()
+	u := ws.HTTPUpgrader{Protocol: func(p string) bool { return p == "chat" }}
+	gobwas := testing.AllocsPerRun(200, func() {
+		w.reset()
+		if _, _, _, err := u.Upgrade(r, w); err != nil {
+			panic(err)
+		}
+	})
+	ours := testing.AllocsPerRun(200, func() {
+		w.reset()
+		if _, err := Upgrade(w, r, "chat"); err != nil {
+			panic(err)
+		}
+	})
+	assert.LessOrEqual(t, ours, gobwas)
+}
+
 func TestUpgradeWithoutHijackerAnswers500(t *testing.T) {
 	rec := httptest.NewRecorder()
 	conn, err := Upgrade(noHijack{rec}, newHandshake("/ws"))

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"net"
 	"net/http"
+	"sync"
+	"sync/atomic"
 
 	"github.com/gobwas/ws"
 )
@@ -53,15 +55,39 @@ func Upgrade(w http.ResponseWriter, r *http.Request, protocols ...string) (net.C
 	return upgrade(w, r, protocol, selectorFor(protocol), plain, "")
 }
 
-// selectorFor returns the gobwas/ws Protocol callback that selects exactly
-// p, or nil for no protocol. Gates make theirs once, in New, so that no
-// closure is allocated per handshake.
+// newSelector returns the gobwas/ws Protocol callback that selects exactly
+// p. Gates make theirs once, in New.
+func newSelector(p string) func(string) bool {
+	return func(offered string) bool { return offered == p }
+}
+
+// selectorFor returns newSelector(p), or nil for no protocol, keeping the
+// callbacks it made in selectors so that Upgrade allocates no closure per
+// handshake.
 func selectorFor(p string) func(string) bool {
 	if p == "" {
 		return nil
 	}
-	return func(offered string) bool { return offered == p }
+	if f, ok := selectors.m.Load(p); ok {
+		return f.(func(string) bool)
+	}
+	f := newSelector(p)
+	if selectors.n.Add(1) <= maxCachedSelectors {
+		selectors.m.Store(p, f)
+	}
+	return f
 }
+
+// selectors caches the callbacks selectorFor makes. The protocols Upgrade
+// echoes come from its callers' lists, so there are few; past
+// maxCachedSelectors (a caller echoing whatever clients offer) a callback is
+// made per upgrade instead.
+var selectors struct {
+	m sync.Map // protocol -> func(string) bool
+	n atomic.Int32
+}
+
+const maxCachedSelectors = 64
 
 // upgrade hijacks the connection and writes the 101 with gobwas/ws. r must
 // have passed checkHandshake, which also said whether gobwas reads it as is
