@@ -365,9 +365,9 @@ func (g *Gate[P]) Middleware(next http.Handler) http.Handler {
 		if g.observed() {
 			g.observe(r, start, 0, a.Source, nil)
 		}
-		v := &gateValue{principal: a.Principal, source: a.Source, protocol: a.Protocol, expires: a.Expires,
-			selector: g.selectors[a.Protocol], plain: a.plain, ext: a.ext}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), gateKey{}, v)))
+		c := &gateContext[P]{Context: r.Context(), principal: a.Principal, gateValue: gateValue{source: a.Source,
+			protocol: a.Protocol, expires: a.Expires, selector: g.selectors[a.Protocol], plain: a.plain, ext: a.ext}}
+		next.ServeHTTP(w, r.WithContext(c))
 	})
 }
 
@@ -427,20 +427,47 @@ func (g *Gate[P]) serveSession(r *http.Request, conn net.Conn, a Auth[P], serve 
 
 type gateKey struct{}
 
-// gateValue is what Middleware stores in the request context.
+// gateContext is the request context Middleware hands on: its parent plus
+// what the gate found, in one allocation, with the principal kept typed so
+// that PrincipalFrom does not box it.
+type gateContext[P any] struct {
+	context.Context
+	gateValue
+	principal P
+}
+
+func (c *gateContext[P]) Value(key any) any {
+	if key == (gateKey{}) {
+		return c
+	}
+	return c.Context.Value(key)
+}
+
+func (c *gateContext[P]) gate() *gateValue { return &c.gateValue }
+
+func (c *gateContext[P]) principalAny() any { return c.principal }
+
+// gateCarrier is a gateContext of any principal type.
+type gateCarrier interface {
+	gate() *gateValue
+	principalAny() any
+}
+
+// gateValue is what Middleware found, besides the principal.
 type gateValue struct {
-	principal any
-	source    Source
-	protocol  string
-	expires   time.Time
-	selector  func(string) bool
-	plain     bool
-	ext       string
+	source   Source
+	protocol string
+	expires  time.Time
+	selector func(string) bool
+	plain    bool
+	ext      string
 }
 
 func gateValueFrom(ctx context.Context) *gateValue {
-	v, _ := ctx.Value(gateKey{}).(*gateValue)
-	return v
+	if c, ok := ctx.Value(gateKey{}).(gateCarrier); ok {
+		return c.gate()
+	}
+	return nil
 }
 
 // CompressionFrom reports whether Gate.Middleware negotiated
@@ -459,8 +486,11 @@ func CompressionFrom(ctx context.Context) bool {
 // request whose context is ctx. ok is false when the request did not pass
 // through a Gate, or through one whose principal type is not P.
 func PrincipalFrom[P any](ctx context.Context) (p P, ok bool) {
-	if v := gateValueFrom(ctx); v != nil {
-		p, ok = v.principal.(P)
+	switch c := ctx.Value(gateKey{}).(type) {
+	case *gateContext[P]:
+		return c.principal, true
+	case gateCarrier:
+		p, ok = c.principalAny().(P)
 	}
 	return p, ok
 }

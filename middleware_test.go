@@ -504,6 +504,26 @@ func TestSubprotocolTokenIsGoneBeforeTheNextHandler(t *testing.T) {
 	assert.Equal(t, []string{"chat, access_token"}, seen)
 }
 
+func TestPrincipalFromByTypeAndThroughDerivedContexts(t *testing.T) {
+	type key struct{}
+	g := New(StaticToken(secret, user{"alice"}), Config{})
+	h := g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := context.WithValue(r.Context(), key{}, "v") // a later middleware's value
+		p, ok := PrincipalFrom[user](ctx)
+		assert.True(t, ok)
+		assert.Equal(t, user{"alice"}, p)
+		anyP, ok := PrincipalFrom[any](ctx)
+		assert.True(t, ok, "an interface type the principal implements")
+		assert.Equal(t, user{"alice"}, anyP)
+		_, ok = PrincipalFrom[*user](ctx)
+		assert.False(t, ok, "another type")
+		assert.Equal(t, "v", ctx.Value(key{}))
+		assert.Equal(t, SourceBearer, SourceFrom(ctx))
+	}))
+	w := serveOnce(h, newHandshake("/ws", "Authorization", "Bearer "+secret))
+	require.Zero(t, w.status)
+}
+
 func TestPrincipalFromWithoutAGate(t *testing.T) {
 	_, ok := PrincipalFrom[user](context.Background())
 	assert.False(t, ok)
@@ -834,4 +854,36 @@ func TestAuthenticatedHandshakeAllocations(t *testing.T) {
 	// On top of what gobwas spends, the verifier gets its own deadline
 	// context; the credential entry is cut out of the header without a copy.
 	assert.LessOrEqual(t, ours, gobwas+1)
+}
+
+// TestMiddlewareAllocationsOverTheHandlerForm checks that the middleware
+// form costs, on top of the handler form, no more allocations than carrying
+// the principal in the request's context the usual way does.
+func TestMiddlewareAllocationsOverTheHandlerForm(t *testing.T) {
+	g := New(StaticToken(secret, user{"alice"}), Config{})
+	r := newHandshake("/ws", "Authorization", "Bearer "+secret)
+	w := newHijackWriter()
+	run := func(h http.Handler) float64 {
+		return testing.AllocsPerRun(200, func() {
+			w.reset()
+			h.ServeHTTP(w, r)
+			if !w.hijacked {
+				panic(w.responseText())
+			}
+		})
+	}
+	handler := run(g.Handler(func(context.Context, Session[user]) {}))
+	middleware := run(g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := Upgrade(w, r); err != nil {
+			panic(err)
+		}
+	})))
+	type key struct{}
+	var sink *http.Request
+	carry := testing.AllocsPerRun(200, func() {
+		sink = r.WithContext(context.WithValue(r.Context(), key{}, user{"alice"}))
+	})
+	_ = sink
+	t.Logf("allocations: handler form %.0f, middleware form %.0f, r.WithContext(context.WithValue(...)) %.0f", handler, middleware, carry)
+	assert.LessOrEqual(t, middleware-handler, carry)
 }
