@@ -123,3 +123,32 @@ func BenchmarkRefusal(b *testing.B) {
 		h.ServeHTTP(w, r)
 	}
 }
+
+// BenchmarkGateExtractors compares a gate with the subprotocol extractor
+// alone to one with all six, on the same subprotocol handshake: the cost
+// should not grow with the number of configured extractors.
+func BenchmarkGateExtractors(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"1", Config{Protocols: []string{"chat"}, Extractors: []Extractor{Subprotocol(DefaultMarker)}}},
+		{"6", allWays()},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			h := New(StaticToken(secret, user{"alice"}), c.cfg).Handler(func(context.Context, Session[user]) {})
+			offer := "chat, access_token, " + secret
+			r := newHandshake("/ws", "Sec-WebSocket-Protocol", offer)
+			w := newHijackWriter()
+			for b.Loop() {
+				w.reset()
+				r.Header["Sec-Websocket-Protocol"] = append(r.Header["Sec-Websocket-Protocol"][:0], offer)
+				h.ServeHTTP(w, r)
+				if !w.hijacked {
+					b.Fatal(w.responseText())
+				}
+			}
+		})
+	}
+}

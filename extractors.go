@@ -240,7 +240,7 @@ func (e Extractor) Extract(r *http.Request) (Credential, error) {
 
 // extract is Extract with the protocol list already parsed into o. It marks
 // the credential's entry in o as secret.
-func (e Extractor) extract(r *http.Request, o *offered) (Credential, error) {
+func (e *Extractor) extract(r *http.Request, o *offered) (Credential, error) {
 	switch e.kind {
 	case kindSubprotocol:
 		return e.fromMarker(o)
@@ -258,7 +258,7 @@ func (e Extractor) extract(r *http.Request, o *offered) (Credential, error) {
 	return Credential{}, errNoCredential
 }
 
-func (e Extractor) fromMarker(o *offered) (Credential, error) {
+func (e *Extractor) fromMarker(o *offered) (Credential, error) {
 	list := o.entries()
 	for i, p := range list {
 		if p != e.name {
@@ -273,7 +273,7 @@ func (e Extractor) fromMarker(o *offered) (Credential, error) {
 	return Credential{}, errNoCredential
 }
 
-func (e Extractor) fromPrefix(o *offered) (Credential, error) {
+func (e *Extractor) fromPrefix(o *offered) (Credential, error) {
 	found := -1
 	for i, p := range o.entries() {
 		if strings.HasPrefix(p, e.name) {
@@ -329,7 +329,7 @@ func hasScheme(v, scheme string) bool {
 		(len(v) == len(scheme) || v[len(scheme)] == ' ')
 }
 
-func (e Extractor) fromBasic(r *http.Request) (Credential, error) {
+func (e *Extractor) fromBasic(r *http.Request) (Credential, error) {
 	v, ok, err := authorization(r, "Basic")
 	if !ok {
 		return Credential{}, errNoCredential
@@ -390,7 +390,7 @@ func isBase64Value(v string) bool {
 	return len(v)-end <= 2
 }
 
-func (e Extractor) fromBearer(r *http.Request) (Credential, error) {
+func (e *Extractor) fromBearer(r *http.Request) (Credential, error) {
 	v, ok, err := authorization(r, "Bearer")
 	if !ok {
 		return Credential{}, errNoCredential
@@ -423,7 +423,7 @@ func isToken68(v string) bool {
 	return true
 }
 
-func (e Extractor) fromCookie(r *http.Request) (Credential, error) {
+func (e *Extractor) fromCookie(r *http.Request) (Credential, error) {
 	var val string
 	found := 0
 	for _, line := range r.Header[hCookie] {
@@ -458,7 +458,7 @@ func (e Extractor) fromCookie(r *http.Request) (Credential, error) {
 	return Credential{Source: SourceCookie, Token: val}, nil
 }
 
-func (e Extractor) fromQuery(r *http.Request) (Credential, error) {
+func (e *Extractor) fromQuery(r *http.Request) (Credential, error) {
 	if r.URL == nil {
 		return Credential{}, errNoCredential
 	}

@@ -242,7 +242,8 @@ func (g *Gate[P]) authenticate(r *http.Request) (Auth[P], *Error) {
 
 	var cred Credential
 	found := 0
-	for _, ex := range g.extractors {
+	for i := range g.extractors {
+		ex := &g.extractors[i]
 		c, err := ex.extract(r, &o)
 		if err == errNoCredential {
 			continue
