@@ -235,8 +235,9 @@ func (g *Gate[P]) authenticate(r *http.Request) (Auth[P], *Error) {
 	if err := g.origin.checkFetchSite(r); err != nil {
 		return a, err.(*Error)
 	}
+	lines := r.Header[hWSProtocol]
 	var o offered
-	if err := o.parse(r.Header[hWSProtocol]); err != nil {
+	if err := o.parse(lines); err != nil {
 		return a, err.(*Error)
 	}
 
@@ -294,7 +295,6 @@ func (g *Gate[P]) authenticate(r *http.Request) (Auth[P], *Error) {
 		a.Compression = a.ext != ""
 	}
 
-	lines := r.Header[hWSProtocol]
 	var line string
 	if len(lines) == 1 {
 		line = lines[0]
@@ -304,7 +304,9 @@ func (g *Gate[P]) authenticate(r *http.Request) (Auth[P], *Error) {
 			delete(r.Header, hWSProtocol)
 		} else {
 			lines[0] = clean
-			r.Header[hWSProtocol] = lines[:1]
+			if len(lines) > 1 {
+				r.Header[hWSProtocol] = lines[:1]
+			}
 		}
 	}
 	return a, nil
