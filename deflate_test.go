@@ -211,35 +211,6 @@ func TestDeflateMiddlewareReportsCompression(t *testing.T) {
 	assert.False(t, CompressionFrom(context.Background()))
 }
 
-func TestDeflateOverHTTP2(t *testing.T) {
-	g := New(StaticToken(secret, user{"alice"}), Config{Compression: true})
-	srv, tr := newH2Server(t, g.Handler(deflateEcho))
-	s := h2Connect(t, srv, tr, "/ws", "websocket", http.Header{
-		"Authorization":            {"Bearer " + secret},
-		"Sec-Websocket-Extensions": {"permessage-deflate; client_max_window_bits"},
-	})
-	require.Equal(t, http.StatusOK, s.resp.StatusCode)
-	assert.Equal(t, deflateAnswer, s.resp.Header.Get("Sec-WebSocket-Extensions"))
-	assert.Equal(t, "alice compression=true", readCompressed(t, s))
-	f := compressedClientFrame(t, ws.OpBinary, []byte("over h2, deflated"))
-	require.NoError(t, ws.WriteFrame(s, f))
-	assert.Equal(t, "echo: over h2, deflated", readCompressed(t, s))
-}
-
-func TestDeflateBadOfferOverHTTP2IsDeclined(t *testing.T) {
-	g := New(StaticToken(secret, user{"alice"}), Config{Compression: true})
-	srv, tr := newH2Server(t, g.Handler(deflateEcho))
-	s := h2Connect(t, srv, tr, "/ws", "websocket", http.Header{
-		"Authorization":            {"Bearer " + secret},
-		"Sec-Websocket-Extensions": {"permessage-deflate; server_max_window_bits=7"},
-	})
-	require.Equal(t, http.StatusOK, s.resp.StatusCode)
-	assert.Empty(t, s.resp.Header.Get("Sec-WebSocket-Extensions"))
-	msg, _, err := wsutil.ReadServerData(s)
-	require.NoError(t, err)
-	assert.Equal(t, "alice compression=false", string(msg))
-}
-
 func TestReadClientMessage(t *testing.T) {
 	frames := func(fs ...ws.Frame) *bytes.Buffer {
 		var b bytes.Buffer

@@ -6,10 +6,6 @@ require (
 	github.com/gobwas/httphead v0.1.0
 	github.com/gobwas/ws v1.5.0
 	github.com/stretchr/testify v1.12.1
-	golang.org/x/net v0.56.0
 )
 
-require (
-	go.yaml.in/yaml/v3 v3.0.5 // indirect
-	golang.org/x/text v0.38.0 // indirect
-)
+require go.yaml.in/yaml/v3 v3.0.5 // indirect

@@ -20,8 +20,9 @@ const chromiumPath = "/usr/bin/chromium"
 // startChromium launches Debian's chromium headless with a fresh profile and
 // returns a context for the browser. Each case then opens its own browser
 // context (like an incognito window), so cookies and cached Basic
-// credentials never leak from one case into the next.
-func startChromium(t *testing.T) context.Context {
+// credentials never leak from one case into the next. extra adds to or
+// overrides the default flags.
+func startChromium(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	requireTool(t, chromiumPath, "apt-get update && apt-get install -y chromium")
 	opts := []chromedp.ExecAllocatorOption{
@@ -35,6 +36,7 @@ func startChromium(t *testing.T) context.Context {
 		chromedp.Flag("no-first-run", true),
 		chromedp.UserDataDir(t.TempDir()),
 	}
+	opts = append(opts, extra...)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(cancelAlloc)
 	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
