@@ -411,9 +411,12 @@ func TestThePageAndItsScriptAreServed(t *testing.T) {
 	}{
 		{"/", "text/html; charset=utf-8", `<script src="/app.js"></script>`},
 		{"/app.js", "text/javascript; charset=utf-8", `'access_token'`},
+		{"/", "text/html; charset=utf-8", `<input type="checkbox" id="closeframe">`},
+		{"/", "text/html; charset=utf-8", `<button data-ticket="reuse">`},
+		{"/", "text/html; charset=utf-8", `<button data-inband="none">`},
 	}
 	for _, tt := range tests {
-		t.Run(tt.path, func(t *testing.T) {
+		t.Run(tt.path+" "+tt.contains, func(t *testing.T) {
 			res, err := srv.Client().Get(srv.URL + tt.path)
 			require.NoError(t, err)
 			defer res.Body.Close()
