@@ -21,7 +21,7 @@ import (
 	"github.com/wsgate/wsgate"
 )
 
-var demoScreenshot = flag.Bool("demo-screenshot", false, "write a full-page screenshot of the demo page after every way to ../docs/demo.png")
+var demoScreenshot = flag.Bool("demo-screenshot", false, "write a full-page screenshot of the demo page after every button to ../docs/demo.png")
 
 // demoToken is the token the demo runs with; it must never reach its log.
 const demoToken = "demo-e2e-Tok3n_xyz.42~"
@@ -109,7 +109,7 @@ func startDemo(t *testing.T) *demoServer {
 type demoCard struct {
 	Title string     `json:"title"`
 	Lines []demoLine `json:"lines"`
-	Last  string     `json:"last"` // the /last box, as displayed
+	Last  string     `json:"last"` // the last /last box, as displayed
 }
 
 type demoLine struct {
@@ -125,6 +125,8 @@ type demoLast struct {
 	Protocol string            `json:"protocol"`
 	Ways     []string          `json:"ways"`
 	Seen     map[string]string `json:"seen"`
+	Path     string            `json:"path"`
+	Close    int               `json:"close"`
 }
 
 func (c demoCard) String() string {
@@ -157,17 +159,30 @@ func (c demoCard) last(t *testing.T) demoLast {
 	return l
 }
 
+// after returns the part of the card after the first line that starts with
+// prefix (for a card with two attempts), and whether there is one.
+func (c demoCard) after(prefix string) (demoCard, bool) {
+	for i, l := range c.Lines {
+		if strings.HasPrefix(l.Text, prefix) {
+			rest := c
+			rest.Lines = c.Lines[i+1:]
+			return rest, true
+		}
+	}
+	return demoCard{}, false
+}
+
 // waitCard is the page function that waits until the page shows n cards
-// and the newest is finished: its /last box is there and, for the cookie
-// way, the logout line too. It returns that card.
-const waitCard = `(n, cookie) => {
+// and the newest is finished (the page marks it done after its last /last
+// box). It returns that card.
+const waitCard = `(n) => {
 	const cards = document.querySelectorAll('#results .card');
 	if (cards.length < n) return false;
 	const c = cards[0];
-	const pre = c.querySelector('pre');
+	if (c.dataset.done !== 'true') return false;
+	const pres = c.querySelectorAll('pre');
 	const lines = [...c.querySelectorAll('li')].map((li) => ({text: li.textContent, class: li.className}));
-	if (!pre || (cookie && !lines.some((l) => l.text.startsWith('POST /logout')))) return false;
-	return {title: c.querySelector('h3').textContent, lines, last: pre.textContent};
+	return {title: c.querySelector('h3').textContent, lines, last: pres.length ? pres[pres.length - 1].textContent : ''};
 }`
 
 // demoPage drives one tab of the demo page.
@@ -204,7 +219,7 @@ func (p *demoPage) click(t *testing.T, sel string) demoCard {
 		t.Fatalf("clicking %s: %v", sel, err)
 	}
 	c, err := chromedp.Run(ctx, chromedp.PollFunction[demoCard](waitCard,
-		chromedp.WithPollingArgs(p.cards, strings.HasPrefix(sel, "#login")),
+		chromedp.WithPollingArgs(p.cards),
 		chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(15*time.Second)))
 	if err != nil {
 		t.Fatalf("waiting for the result of %s: %v", sel, err)
@@ -216,15 +231,38 @@ func (p *demoPage) click(t *testing.T, sel string) demoCard {
 	return c
 }
 
+// setCloseFrames sets the page's "refuse with a close frame" checkbox.
+func (p *demoPage) setCloseFrames(t *testing.T, on bool) {
+	t.Helper()
+	if _, err := chromedp.Run(p.ctx, chromedp.Evaluate[bool](fmt.Sprintf(`document.getElementById('closeframe').checked = %v`, on))); err != nil {
+		t.Fatalf("setting the close-frame checkbox: %v", err)
+	}
+}
+
+// demoPrincipal and ticketPrincipal are the principals the hello shows.
+const (
+	demoPrincipal   = `{"Name":"demo-user"}`
+	ticketPrincipal = `{"Name":"demo-user","Via":"ticket"}`
+)
+
 // wantWorks checks a card of a way that succeeded: open with "chat"
 // echoed, the hello with the principal and the source, an echo, a clean close 1000.
 func wantWorks(t *testing.T, c demoCard, source string) {
 	t.Helper()
+	wantWorksAs(t, c, source, demoPrincipal)
+}
+
+func wantWorksAs(t *testing.T, c demoCard, source, principal string) {
+	t.Helper()
+	if _, ok := c.line("sent: ws://"); !ok {
+		t.Errorf("want what the page sent; %s", c)
+	}
 	for _, want := range []string{
 		`open; ws.protocol = "chat"`,
-		fmt.Sprintf(`hello: principal {"Name":"demo-user"}, source %q, protocol "chat"`, source),
+		fmt.Sprintf(`hello: principal %s, source %q, protocol "chat"`, principal, source),
 		`echo "ping `,
 		`close 1000`, // the server's close echoes the code, not the reason
+		`outcome: accepted`,
 	} {
 		if l, ok := c.line(want); !ok || l.Class != "ok" {
 			t.Errorf("want a green line %q; %s", want, c)
@@ -254,8 +292,50 @@ func wantRefused(t *testing.T, c demoCard, status int) {
 	if l, ok := c.line("close 1006, wasClean false"); !ok || l.Class != "bad" {
 		t.Errorf("want close 1006; %s", c)
 	}
-	if l := c.last(t); l.Status != status || l.Source != "" {
+	if l := c.last(t); l.Status != status || l.Source != "" || l.Close != 0 {
 		t.Errorf("want /last %d; %s", status, c)
+	}
+}
+
+// wantClosed checks a card of an attempt refused after the upgrade: the
+// socket opens, no hello, then close code with reason, which the page
+// shows; /last has 101 and the code for path, unless lastReason is "" (the
+// server does not know the code).
+func wantClosed(t *testing.T, c demoCard, code int, reason, path, lastReason string) {
+	t.Helper()
+	if l, ok := c.line(`open; ws.protocol = "chat"`); !ok || l.Class != "ok" {
+		t.Errorf("want the socket to open; %s", c)
+	}
+	if _, ok := c.line("hello"); ok {
+		t.Errorf("want no hello; %s", c)
+	}
+	if _, ok := c.line("error event"); ok {
+		t.Errorf("want no error event: a close frame is a clean close; %s", c)
+	}
+	if l, ok := c.line(fmt.Sprintf("close %d %q, wasClean ", code, reason)); !ok || l.Class != "bad" {
+		t.Errorf("want a red close %d %q; %s", code, reason, c)
+	}
+	if _, ok := c.line(fmt.Sprintf("outcome: refused with close %d %q", code, reason)); !ok {
+		t.Errorf("want the outcome close %d; %s", code, c)
+	}
+	l := c.last(t)
+	if l.Path != path || l.Status != http.StatusSwitchingProtocols || l.Source != "" {
+		t.Errorf("want /last 101 at %s; %s", path, c)
+	}
+	if lastReason == "" && (l.Close != code || l.Reason != reason) {
+		t.Errorf("want /last close %d %q; %s", code, reason, c)
+	}
+	if lastReason != "" && (l.Close != 0 || l.Reason != lastReason) {
+		t.Errorf("want /last without a close code, reason %q; %s", lastReason, c)
+	}
+}
+
+// wantTicket checks the card's POST /ticket line.
+func wantTicket(t *testing.T, c demoCard) {
+	t.Helper()
+	l, ok := c.line("POST /ticket (Authorization: Bearer demo…): 200, ticket ")
+	if !ok || l.Class != "ok" || !strings.HasSuffix(l.Text, "valid 30 s, once") {
+		t.Errorf("want a ticket from POST /ticket; %s", c)
 	}
 }
 
@@ -288,7 +368,61 @@ func TestDemoPage(t *testing.T) {
 	if l := c.last(t); len(l.Ways) != 0 || l.Seen["Cookie"] != "" {
 		t.Errorf("want no credential at all (the cookie logged out); %s", c)
 	}
-	wantWorks(t, p.click(t, `button[data-way="userinfo"]`), "basic")
+
+	// One-time tickets: in the query, in the subprotocol, and used twice.
+	c = p.click(t, `button[data-ticket="query"]`)
+	wantTicket(t, c)
+	wantWorksAs(t, c, "query", ticketPrincipal)
+	if l := c.last(t); !strings.HasPrefix(l.Seen["query"], "ticket=") || !strings.HasSuffix(l.Seen["query"], "…") {
+		t.Errorf("want the masked ticket in /last's query; %s", c)
+	}
+	c = p.click(t, `button[data-ticket="subprotocol"]`)
+	wantTicket(t, c)
+	wantWorksAs(t, c, "subprotocol", ticketPrincipal)
+	c = p.click(t, `button[data-ticket="reuse"]`)
+	wantTicket(t, c)
+	first, ok1 := c.after("first use:")
+	second, ok2 := c.after("second use of the same ticket:")
+	if !ok1 || !ok2 {
+		t.Fatalf("want two uses; %s", c)
+	}
+	first.Lines = first.Lines[:len(first.Lines)-len(second.Lines)-1]
+	for _, want := range []string{`hello: principal ` + ticketPrincipal, `outcome: accepted`} {
+		if _, ok := first.line(want); !ok {
+			t.Errorf("want the first use to work (%q); %s", want, c)
+		}
+	}
+	wantRefused(t, second, http.StatusUnauthorized)
+	if l := second.last(t); l.Reason != "invalid credential" || l.Ways[0] != "query" {
+		t.Errorf("want the spent ticket refused 401 invalid credential; %s", c)
+	}
+
+	// Close-frame mode: the refusal reaches the page as a close code and
+	// reason, after an open.
+	p.setCloseFrames(t, true)
+	c = p.click(t, `button[data-way="wrong"]`)
+	if c.Title != "Wrong token (close frame)" {
+		t.Errorf("want the card titled for close-frame mode; %s", c)
+	}
+	wantClosed(t, c, 4401, "invalid credential", "/ws-close", "")
+	wantClosed(t, p.click(t, `button[data-way="none"]`), 4401, "credential required", "/ws-close", "")
+	wantWorks(t, p.click(t, `button[data-way="subprotocol"]`), "subprotocol")
+	p.setCloseFrames(t, false)
+
+	// In-band authentication.
+	c = p.click(t, `button[data-inband="ok"]`)
+	wantWorks(t, c, "message")
+	if _, ok := c.line(`first message {"type":"auth","token":"demo…"}`); !ok {
+		t.Errorf("want the masked first message; %s", c)
+	}
+	wantClosed(t, p.click(t, `button[data-inband="wrong"]`), 4401, "invalid credential", "/ws-inband", "")
+	wantClosed(t, p.click(t, `button[data-inband="none"]`), 4408, "authentication timed out", "/ws-inband", "no authentication message")
+
+	c = p.click(t, `button[data-way="userinfo"]`)
+	wantWorks(t, c, "basic")
+	if _, ok := c.line("sent: ws://demo…@127.0.0.1:"); !ok {
+		t.Errorf("want the masked userinfo in what the page sent; %s", c)
+	}
 
 	if *demoScreenshot {
 		png, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
@@ -318,6 +452,18 @@ func TestDemoPage(t *testing.T) {
 	if l := c.last(t); l.Seen["Origin"] != crossOrigin || !strings.HasPrefix(l.Seen["Cookie"], cookieName+"=") {
 		t.Errorf("want the cookie with Origin %s in /last; %s", crossOrigin, c)
 	}
+	// A ticket the cross-origin page fetched from its own listener opens
+	// nothing at the gate either, and close-frame mode does not upgrade an
+	// origin refusal: the page sees 1006.
+	c = x.click(t, `button[data-ticket="query"]`)
+	wantTicket(t, c)
+	wantRefused(t, c, http.StatusForbidden)
+	x.setCloseFrames(t, true)
+	c = x.click(t, `button[data-way="subprotocol"]`)
+	wantRefused(t, c, http.StatusForbidden)
+	if l := c.last(t); l.Path != "/ws-close" {
+		t.Errorf("want the attempt at /ws-close; %s", c)
+	}
 
 	// The log: one line per handshake, the outcomes above, never the token.
 	log := d.log.String()
@@ -332,13 +478,24 @@ func TestDemoPage(t *testing.T) {
 		"way=subprotocol outcome=refused status=403 remote=",
 		"way=cookie outcome=refused status=403 remote=",
 		"origin=" + crossOrigin,
+		`way=query outcome=refused status=401 remote=`, // the spent ticket
+		`way=subprotocol outcome=refused status=101 close=4401 remote=`,
+		`way=none outcome=refused status=101 close=4401 remote=`,
+		`reason="credential required" path=/ws-close`,
+		`way=message outcome=accepted status=101`,
+		`way=message outcome=refused status=101 close=4401`,
+		`reason="no authentication message" path=/ws-inband`,
+		`way=query outcome=refused status=403 remote=`, // the cross-origin ticket
+		`reason="origin not allowed" path=/ws-close`,
+		"msg=ticket outcome=issued",
 	} {
 		if !strings.Contains(log, want) {
 			t.Errorf("want %q in the demo's log:\n%s", want, log)
 		}
 	}
-	if n := strings.Count(log, "msg=handshake"); n != 11 {
-		t.Errorf("want 11 handshake lines (7 buttons, the userinfo challenge, the caveat, 2 cross-origin), got %d:\n%s", n, log)
+	if n := strings.Count(log, "msg=handshake"); n != 23 {
+		t.Errorf("want 23 handshake lines (7 ways, 4 ticket sockets, 3 in close-frame mode, 3 in-band, "+
+			"the userinfo challenge, the caveat, 4 cross-origin), got %d:\n%s", n, log)
 	}
 	for _, s := range demoSecrets() {
 		if strings.Contains(log, s) {

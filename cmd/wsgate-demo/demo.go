@@ -4,6 +4,7 @@ import (
 	"context"
 	"embed"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,15 +16,26 @@ import (
 	"github.com/wsgate/wsgate"
 )
 
-// user is the principal the demo's verifier yields for the demo token.
+// user is the principal the demo's verifiers yield.
 type user struct {
 	Name string // shown in the hello message
+	Via  string `json:",omitempty"` // "ticket" for a principal that came with a ticket
 }
 
 const (
-	cookieName = "wsgate_token"
-	queryParam = "access_token"
-	idle       = 2 * time.Minute // a socket silent this long is closed
+	cookieName    = "wsgate_token"
+	queryParam    = "access_token"
+	ticketParam   = "ticket"
+	ticketTTL     = 30 * time.Second
+	inBandTimeout = 2 * time.Second // short, so that the timeout button answers quickly
+	idle          = 2 * time.Minute // a socket silent this long is closed
+)
+
+// The gated endpoints.
+const (
+	pathWS      = "/ws"        // refusals as HTTP errors (the library's default)
+	pathWSClose = "/ws-close"  // the same gate, refusing with close frames
+	pathInBand  = "/ws-inband" // in-band authentication: the first message carries the token
 )
 
 //go:embed static/index.html static/app.js
@@ -36,29 +48,47 @@ type pageConfig struct {
 	Cross  bool   // this listener is the cross-origin one
 }
 
-// demo holds the gate and the last handshake the server saw; both listeners
-// share one demo.
-type demo struct {
-	token  string
-	log    *slog.Logger
-	verify wsgate.Verifier[user]
-	ws     http.Handler
+// refusalView says how a gate answers refusals, so that the demo can record
+// what the client got.
+type refusalView uint8
 
-	mu   sync.Mutex
-	last *attempt
+const (
+	viewHTTP   refusalView = iota // HTTP errors before the upgrade
+	viewClose                     // close frames after the upgrade (wsgate.RefuseCloseFrame)
+	viewInBand                    // close frames as well, and in-band authentication
+)
+
+// demo holds the gates, the ticket store and the last handshake the server
+// saw; both listeners share one demo.
+type demo struct {
+	token   string
+	log     *slog.Logger
+	verify  wsgate.Verifier[user]
+	tickets *wsgate.Tickets[user]
+	store   *wsgate.MemoryTicketStore
+	issuer  http.Handler
+	gates   map[string]http.Handler // by path
+
+	mu      sync.Mutex
+	last    *attempt
+	pending map[string]*attempt // handshakes in progress, by remote address
 }
 
 // attempt is one handshake as the server saw it, secrets masked; /last
 // returns the latest.
 type attempt struct {
 	Time     time.Time `json:"time"`
+	Path     string    `json:"path"`   // the endpoint: /ws, /ws-close or /ws-inband
 	Remote   string    `json:"remote"` // the client's address
 	Seen     seen      `json:"seen"`
-	Ways     []string  `json:"ways"`   // the places that carried something credential-like
-	Status   int       `json:"status"` // 101 or the refusal; 0 while pending or if the upgrade failed
+	Ways     []string  `json:"ways"`            // the places that carried something credential-like
+	Status   int       `json:"status"`          // 101 or the refusal; 0 while pending or if the upgrade failed
+	Close    int       `json:"close,omitempty"` // the close code a refusal after the upgrade sent
 	Reason   string    `json:"reason,omitempty"`
 	Source   string    `json:"source,omitempty"`   // the way the gate accepted
 	Protocol string    `json:"protocol,omitempty"` // the subprotocol the 101 echoed
+
+	ticketQuery bool // the query has a ticket parameter
 }
 
 // seen are the request parts a credential can travel in, masked; each
@@ -73,21 +103,75 @@ type seen struct {
 
 type attemptKey struct{}
 
+type callerKey struct{}
+
 func newDemo(token string, log *slog.Logger) *demo {
-	d := &demo{token: token, log: log, verify: wsgate.StaticToken(token, user{Name: "demo-user"})}
-	gate := wsgate.New(d.verify, wsgate.Config{
-		Protocols: []string{"chat"},
-		Extractors: []wsgate.Extractor{
-			wsgate.Subprotocol(wsgate.DefaultMarker),
-			wsgate.SubprotocolPrefix(wsgate.KubernetesPrefix),
-			wsgate.Basic().WithChallenge(), // Chromium sends URL userinfo only after a Basic challenge
-			wsgate.Bearer(),
-			wsgate.Cookie(cookieName),
-			wsgate.Query(queryParam),
-		},
+	d := &demo{
+		token:   token,
+		log:     log,
+		verify:  wsgate.StaticToken(token, user{Name: "demo-user"}),
+		store:   wsgate.NewMemoryTicketStore(wsgate.MemoryTicketStoreOptions{MaxEntries: 10_000}),
+		gates:   map[string]http.Handler{},
+		pending: map[string]*attempt{},
+	}
+	// A ticket is bound to the Origin of the page that fetched it, and
+	// valid once, for ticketTTL, at any of the demo's endpoints.
+	d.tickets = &wsgate.Tickets[user]{Store: d.store, TTL: ticketTTL, BindOrigin: true}
+	d.issuer = d.tickets.Issuer(func(r *http.Request) (user, bool) {
+		p, ok := r.Context().Value(callerKey{}).(user)
+		return p, ok
 	})
-	d.ws = gate.Handler(d.echo)
+	extractors := []wsgate.Extractor{
+		wsgate.Subprotocol(wsgate.DefaultMarker),
+		wsgate.SubprotocolPrefix(wsgate.KubernetesPrefix),
+		wsgate.Basic().WithChallenge(), // Chromium sends URL userinfo only after a Basic challenge
+		wsgate.Bearer(),
+		wsgate.Cookie(cookieName),
+		wsgate.Query(queryParam),
+		wsgate.Query(ticketParam),
+	}
+	d.gates[pathWS] = wsgate.New(d.verifyWS, wsgate.Config{
+		Protocols:   []string{"chat"},
+		Extractors:  extractors,
+		OnHandshake: d.observer(viewHTTP),
+	}).Handler(d.echo)
+	d.gates[pathWSClose] = wsgate.New(d.verifyWS, wsgate.Config{
+		Protocols:   []string{"chat"},
+		Extractors:  extractors,
+		Refusal:     wsgate.RefuseCloseFrame,
+		OnHandshake: d.observer(viewClose),
+	}).Handler(d.echo)
+	// The in-band gate keeps the default extractors (Bearer and the marker
+	// form): a handshake without a credential is upgraded, and its first
+	// message must carry the demo token within inBandTimeout.
+	d.gates[pathInBand] = wsgate.New(d.verify, wsgate.Config{
+		Protocols:   []string{"chat"},
+		Refusal:     wsgate.RefuseCloseFrame,
+		InBand:      &wsgate.InBandAuth{Timeout: inBandTimeout},
+		OnHandshake: d.observer(viewInBand),
+	}).Handler(d.echo)
 	return d
+}
+
+// close stops the ticket store's sweep.
+func (d *demo) close() { d.store.Close() }
+
+// verifyWS accepts the demo token in every way, and a ticket after the
+// subprotocol marker or as the query parameter ticket. The gate's
+// Credential does not say which query parameter carried it, so serveWS
+// notes whether the handshake had a ticket parameter; with both parameters
+// the gate refuses the handshake (two credentials) before verifying.
+func (d *demo) verifyWS(ctx context.Context, c wsgate.Credential) (user, error) {
+	if c.Source == wsgate.SourceQuery {
+		if a, ok := ctx.Value(attemptKey{}).(*attempt); ok && a.ticketQuery {
+			return d.tickets.Verifier()(ctx, c)
+		}
+	}
+	p, err := d.verify(ctx, c)
+	if err != nil && c.Source == wsgate.SourceSubprotocol {
+		return d.tickets.Verifier()(ctx, c)
+	}
+	return p, err
 }
 
 // handler returns the mux one listener serves.
@@ -100,7 +184,10 @@ func (d *demo) handler(pc pageConfig) http.Handler {
 		if host == "" {
 			host = r.Host
 		}
-		writeJSON(w, map[string]any{"ws": "ws://" + host + "/ws", "token": d.token, "other": pc.Other, "cross": pc.Cross})
+		writeJSON(w, map[string]any{
+			"ws": "ws://" + host + pathWS, "wsClose": "ws://" + host + pathWSClose, "wsInband": "ws://" + host + pathInBand,
+			"token": d.token, "other": pc.Other, "cross": pc.Cross,
+		})
 	}))
 	mux.HandleFunc("GET /last", localOnly(func(w http.ResponseWriter, r *http.Request) {
 		d.mu.Lock()
@@ -112,30 +199,124 @@ func (d *demo) handler(pc pageConfig) http.Handler {
 		http.SetCookie(w, &http.Cookie{Name: cookieName, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 		w.WriteHeader(http.StatusNoContent)
 	})
-	mux.HandleFunc("/ws", d.serveWS) // any method: the gate answers 405 itself
+	mux.HandleFunc("/ticket", d.ticket) // any method: the issuer answers 405 itself
+	for path := range d.gates {
+		mux.HandleFunc(path, d.serveWS) // any method: the gate answers 405 itself
+	}
 	return mux
 }
 
-// serveWS records what the handshake carried, runs the gate and logs the
-// outcome. Refusals are seen through recorder, upgrades in echo.
+// ticket answers /ticket. The caller proves it holds the demo token, as
+// Authorization: Bearer or as the cookie; the library's issuer then mints
+// the ticket (and answers 405 to anything but POST).
+func (d *demo) ticket(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		d.issuer.ServeHTTP(w, r)
+		return
+	}
+	p, status, msg := d.ticketCaller(r)
+	if status != 0 {
+		h := w.Header()
+		h.Set("Cache-Control", "no-store")
+		if status == http.StatusUnauthorized {
+			h.Set("WWW-Authenticate", `Bearer realm="wsgate-demo"`)
+		}
+		http.Error(w, msg, status)
+		d.log.Warn("ticket", "outcome", "refused", "status", status, "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"))
+		return
+	}
+	p.Via = "ticket"
+	d.log.Info("ticket", "outcome", "issued", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"))
+	d.issuer.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, p)))
+}
+
+// ticketCaller checks the credential of a POST /ticket: the demo token as
+// Authorization: Bearer (any origin: a page cannot send it to another origin
+// without CORS, which the demo does not answer), or else the cookie, which
+// the browser attaches to every page's request and so is accepted only with
+// a same-origin Origin header. status is 0 when the caller is p.
+func (d *demo) ticketCaller(r *http.Request) (p user, status int, msg string) {
+	c, err := wsgate.Bearer().Extract(r)
+	if errors.Is(err, wsgate.ErrNoCredential) {
+		c, err = wsgate.Cookie(cookieName).Extract(r)
+		if err == nil {
+			policy := wsgate.OriginPolicy{RequireOrigin: true}
+			if policy.Check(r) != nil {
+				return p, http.StatusForbidden, "the wsgate_token cookie is accepted only with a same-origin Origin header\n"
+			}
+		}
+	}
+	switch {
+	case errors.Is(err, wsgate.ErrNoCredential):
+		return p, http.StatusUnauthorized, "POST /ticket needs the demo token: Authorization: Bearer TOKEN, or the wsgate_token cookie (POST /login) from a same-origin page\n"
+	case err != nil:
+		return p, http.StatusUnauthorized, "unreadable credential: " + err.(*wsgate.Error).Reason + "\n"
+	}
+	if p, err = d.verify(r.Context(), c); err != nil {
+		return p, http.StatusUnauthorized, "wrong token (" + c.Source.String() + ")\n"
+	}
+	return p, 0, ""
+}
+
+// serveWS records what the handshake carried and runs the endpoint's gate.
+// Refusals are recorded by observer, upgrades in echo.
 func (d *demo) serveWS(w http.ResponseWriter, r *http.Request) {
-	a := &attempt{Time: time.Now(), Remote: r.RemoteAddr, Seen: seenIn(r), Ways: waysIn(r)}
+	a := &attempt{Time: time.Now(), Path: r.URL.Path, Remote: r.RemoteAddr, Seen: seenIn(r), Ways: waysIn(r),
+		ticketQuery: r.URL.Query().Has(ticketParam)}
 	d.mu.Lock()
 	d.last = a
+	// The demo serves HTTP/1.1 only, where a connection carries one
+	// request at a time: the remote address names the handshake.
+	d.pending[r.RemoteAddr] = a
 	d.mu.Unlock()
-	rec := &recorder{ResponseWriter: w}
-	d.ws.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), attemptKey{}, a)))
-	if rec.status != 0 {
-		d.finish(r.Context(), a, rec.status, rec.reason(), "", "")
-	} else if d.status(a) == 0 {
-		d.finish(r.Context(), a, 0, "upgrade failed", "", "")
+	defer func() {
+		d.mu.Lock()
+		delete(d.pending, r.RemoteAddr)
+		d.mu.Unlock()
+	}()
+	d.gates[r.URL.Path].ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), attemptKey{}, a)))
+}
+
+// observer returns the gate's OnHandshake hook: it records refusals and
+// failed upgrades with what the client got (acceptances are recorded by
+// echo, which knows the subprotocol).
+func (d *demo) observer(view refusalView) func(wsgate.HandshakeEvent) {
+	return func(ev wsgate.HandshakeEvent) {
+		if ev.Accepted {
+			return
+		}
+		d.mu.Lock()
+		a := d.pending[ev.RemoteAddr]
+		d.mu.Unlock()
+		if a == nil {
+			return
+		}
+		var e *wsgate.Error
+		if !errors.As(ev.Err, &e) {
+			d.finish(context.Background(), a, 0, 0, "upgrade failed", "", "")
+			return
+		}
+		status, reason, closeCode := ev.Status, e.Reason, 0
+		switch {
+		case view == viewInBand && ev.Source == wsgate.SourceMessage && errors.Is(ev.Err, wsgate.ErrNoCredential):
+			// The upgrade happened and no usable message came: the gate
+			// closed with 4408 (timeout), 1009 (too big), 4401 (not a data
+			// message) or nothing (the client left). The event does not
+			// say which; the page's close event does.
+			status, reason = http.StatusSwitchingProtocols, "no authentication message"
+		case view != viewHTTP:
+			if code, why, ok := wsgate.CloseCodeFor(ev.Err); ok {
+				status, closeCode, reason = http.StatusSwitchingProtocols, int(code), why
+			}
+		}
+		d.finish(context.Background(), a, status, closeCode, reason, "", "")
 	}
 }
 
 // echo serves an upgraded socket: a hello, then every message back.
 func (d *demo) echo(ctx context.Context, s wsgate.Session[user]) {
 	if a, ok := ctx.Value(attemptKey{}).(*attempt); ok {
-		d.finish(ctx, a, http.StatusSwitchingProtocols, "", s.Source.String(), s.Protocol)
+		d.finish(ctx, a, http.StatusSwitchingProtocols, 0, "", s.Source.String(), s.Protocol)
 	}
 	hello, _ := json.Marshal(map[string]any{
 		"type": "hello", "principal": s.Principal, "source": s.Source.String(), "protocol": s.Protocol,
@@ -155,16 +336,17 @@ func (d *demo) echo(ctx context.Context, s wsgate.Session[user]) {
 	}
 }
 
-// finish stores the outcome of a and logs it: one line per handshake, with
-// no header value in it.
-func (d *demo) finish(ctx context.Context, a *attempt, status int, reason, source, protocol string) {
-	d.mu.Lock()
-	a.Status, a.Reason, a.Source, a.Protocol = status, reason, source, protocol
-	d.mu.Unlock()
-
+// finish logs the outcome of a and then stores it (so that whoever sees it
+// in /last finds the log line written): one line per handshake, with no
+// header value in it. A refusal sent as a close frame has status 101 and
+// its close code.
+func (d *demo) finish(ctx context.Context, a *attempt, status, closeCode int, reason, source, protocol string) {
 	way := source
 	if way == "" {
 		way = strings.Join(a.Ways, "+")
+	}
+	if way == "" && a.Path == pathInBand && status == http.StatusSwitchingProtocols {
+		way = wsgate.SourceMessage.String()
 	}
 	if way == "" {
 		way = "none"
@@ -173,23 +355,23 @@ func (d *demo) finish(ctx context.Context, a *attempt, status int, reason, sourc
 	switch {
 	case status == 0:
 		outcome, level = "failed", slog.LevelError
-	case status != http.StatusSwitchingProtocols:
+	case status != http.StatusSwitchingProtocols || closeCode != 0 || reason != "":
 		outcome, level = "refused", slog.LevelWarn
 	}
-	attrs := []slog.Attr{
-		slog.String("way", way), slog.String("outcome", outcome), slog.Int("status", status),
-		slog.String("remote", a.Remote), slog.String("origin", a.Seen.Origin),
+	attrs := []slog.Attr{slog.String("way", way), slog.String("outcome", outcome), slog.Int("status", status)}
+	if closeCode != 0 {
+		attrs = append(attrs, slog.Int("close", closeCode))
 	}
+	attrs = append(attrs, slog.String("remote", a.Remote), slog.String("origin", a.Seen.Origin))
 	if reason != "" {
 		attrs = append(attrs, slog.String("reason", reason))
 	}
+	attrs = append(attrs, slog.String("path", a.Path))
 	d.log.LogAttrs(ctx, level, "handshake", attrs...)
-}
 
-func (d *demo) status(a *attempt) int {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	return a.Status
+	a.Status, a.Close, a.Reason, a.Source, a.Protocol = status, closeCode, reason, source, protocol
+	d.mu.Unlock()
 }
 
 // login sets the cookie when the form's token is the demo token.
@@ -208,42 +390,6 @@ func (d *demo) login(w http.ResponseWriter, r *http.Request) {
 	})
 	d.log.Info("login", "outcome", "accepted", "remote", r.RemoteAddr)
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// recorder remembers the status and the first bytes of the body the gate
-// answers with; the gate's refusal bodies never echo client input. Unwrap
-// lets the gate reach the http.Hijacker underneath.
-type recorder struct {
-	http.ResponseWriter
-	status int
-	body   []byte
-}
-
-// WriteHeader records the first status and passes it on.
-func (rw *recorder) WriteHeader(code int) {
-	if rw.status == 0 {
-		rw.status = code
-	}
-	rw.ResponseWriter.WriteHeader(code)
-}
-
-// Write keeps the first 200 bytes of the body and passes p on.
-func (rw *recorder) Write(p []byte) (int, error) {
-	if rw.status == 0 {
-		rw.status = http.StatusOK
-	}
-	if n := 200 - len(rw.body); n > 0 {
-		rw.body = append(rw.body, p[:min(n, len(p))]...)
-	}
-	return rw.ResponseWriter.Write(p)
-}
-
-// Unwrap returns the wrapped ResponseWriter, as http.ResponseController expects.
-func (rw *recorder) Unwrap() http.ResponseWriter { return rw.ResponseWriter }
-
-func (rw *recorder) reason() string {
-	line, _, _ := strings.Cut(string(rw.body), "\n")
-	return strings.TrimSpace(line)
 }
 
 // localOnly serves only requests from loopback, addressed to a loopback
@@ -318,7 +464,7 @@ func waysIn(r *http.Request) []string {
 	if _, err := r.Cookie(cookieName); err == nil {
 		ways = append(ways, wsgate.SourceCookie.String())
 	}
-	if r.URL.Query().Has(queryParam) {
+	if q := r.URL.Query(); q.Has(queryParam) || q.Has(ticketParam) {
 		ways = append(ways, wsgate.SourceQuery.String())
 	}
 	return ways

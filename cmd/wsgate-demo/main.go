@@ -5,7 +5,10 @@
 //	go run ./cmd/wsgate-demo
 //
 // then open the printed URL. A second listener (-cross-addr) serves the same
-// page from another origin, whose attempts the gate refuses with 403.
+// page from another origin, whose attempts the gate refuses with 403. The
+// page also fetches one-time tickets (POST /ticket), can send its attempts to
+// a gate that refuses with close frames (/ws-close), and tries in-band
+// authentication (/ws-inband).
 // Run with -help for the endpoints and credential names.
 package main
 
@@ -29,24 +32,47 @@ const usageText = `wsgate-demo: a browser playground for github.com/wsgate/wsgat
 
 Endpoints (on -addr; the -cross-addr listener serves the same ones, but its
 page opens its sockets to -addr, from another origin):
-  GET  /         the page (embedded index.html)
-  GET  /app.js   the page's script
-  GET  /config   JSON {ws, token, ...} for the page; answered only to loopback,
-                 same-origin requests with a loopback Host (a demo convenience:
-                 a real server never hands a token to a page this way)
-  GET  /last     JSON: the last handshake's credential headers, secrets masked
-  POST /login    form field "token"; sets cookie wsgate_token (HttpOnly,
-                 SameSite=Strict, Path=/) and answers 204, or 401
-  POST /logout   clears the cookie
-  GET  /ws       the gated echo WebSocket; subprotocol "chat"
+  GET  /           the page (embedded index.html)
+  GET  /app.js     the page's script
+  GET  /config     JSON {ws, wsClose, wsInband, token, ...} for the page; answered
+                   only to loopback, same-origin requests with a loopback Host (a
+                   demo convenience: a real server never hands a token to a page)
+  GET  /last       JSON: the last handshake's credential headers, secrets masked,
+                   its endpoint, status, close code and reason
+  POST /login      form field "token"; sets cookie wsgate_token (HttpOnly,
+                   SameSite=Strict, Path=/) and answers 204, or 401
+  POST /logout     clears the cookie
+  POST /ticket     answers {"ticket": "...", "expires_in": 30}: a one-time ticket,
+                   valid 30 s, bound to the request's Origin. Needs the token as
+                   Authorization: Bearer TOKEN, or the wsgate_token cookie with a
+                   same-origin Origin (cross-origin: 403); none or wrong: 401;
+                   other methods: 405
+  GET  /ws         the gated echo WebSocket; subprotocol "chat"; refusals are
+                   HTTP errors (401, 403, 400), which a page sees only as 1006
+  GET  /ws-close   the same gate with RefuseCloseFrame: credential refusals
+                   complete the upgrade and close with 4401 (missing, invalid or
+                   more than one) or 1008 (subprotocol), with a reason the page
+                   can read (4403 would be a forbidden principal; the demo's
+                   verifier forbids none); origin and malformed handshakes stay
+                   HTTP errors
+  GET  /ws-inband  in-band authentication: a handshake without a credential is
+                   upgraded; its first message must be {"type":"auth","token":TOKEN}
+                   within 2 s. Wrong token: close 4401; no message: close 4408
 
-Credentials /ws accepts (exactly one per handshake):
+Credentials /ws and /ws-close accept (exactly one per handshake):
   Sec-WebSocket-Protocol: chat, access_token, TOKEN
   Sec-WebSocket-Protocol: chat, base64url.bearer.authorization.k8s.io.<base64url(TOKEN)>
   Authorization: Basic base64(TOKEN:)   (browsers: ws://TOKEN@host/ws)
   Authorization: Bearer TOKEN           (see cmd/wsgate-client)
   Cookie: wsgate_token=TOKEN            (needs a same-origin Origin)
   /ws?access_token=TOKEN
+  a ticket from POST /ticket, once:
+  /ws?ticket=TICKET
+  Sec-WebSocket-Protocol: chat, access_token, TICKET
+
+Credentials /ws-inband accepts: the first message {"type":"auth","token":TOKEN},
+or, in the handshake, Sec-WebSocket-Protocol: chat, access_token, TOKEN or
+Authorization: Bearer TOKEN (the library's default extractors).
 
 Flags:
 `
@@ -91,6 +117,7 @@ func run(addr, crossAddr, token, logFormat string) error {
 	}
 	listeners := []net.Listener{ln}
 	d := newDemo(token, slog.New(h))
+	defer d.close()
 	handlers := []http.Handler{d.handler(pageConfig{})}
 	page := "http://" + ln.Addr().String() + "/"
 	fmt.Printf("token: %s\npage:  %s\n", token, page)

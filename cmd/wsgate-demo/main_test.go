@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
@@ -53,13 +54,18 @@ func newServer(t *testing.T) (*httptest.Server, *syncBuffer) {
 	t.Helper()
 	logs := &syncBuffer{}
 	d := newDemo(testToken, slog.New(slog.NewTextHandler(logs, nil)))
+	t.Cleanup(d.close)
 	srv := httptest.NewServer(d.handler(pageConfig{}))
 	t.Cleanup(srv.Close)
 	return srv, logs
 }
 
 func wsURL(srv *httptest.Server, query string) string {
-	return "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws" + query
+	return endpointURL(srv, pathWS, query)
+}
+
+func endpointURL(srv *httptest.Server, path, query string) string {
+	return "ws" + strings.TrimPrefix(srv.URL, "http") + path + query
 }
 
 // dialed is the outcome of one handshake.
@@ -120,6 +126,21 @@ func getLast(t *testing.T, srv *httptest.Server) (attempt, string) {
 	var a attempt
 	require.NoError(t, json.Unmarshal(body, &a))
 	return a, string(body)
+}
+
+// settledLast is getLast once the server has recorded the handshake's
+// outcome: a refusal by close frame (and an in-band failure) is recorded
+// just after the frame is sent, so the client may ask before that.
+func settledLast(t *testing.T, srv *httptest.Server) (attempt, string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		a, raw := getLast(t, srv)
+		if a.Status != 0 || time.Now().After(deadline) {
+			return a, raw
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func assertNoSecret(t *testing.T, where, text string) {
@@ -390,9 +411,12 @@ func TestThePageAndItsScriptAreServed(t *testing.T) {
 	}{
 		{"/", "text/html; charset=utf-8", `<script src="/app.js"></script>`},
 		{"/app.js", "text/javascript; charset=utf-8", `'access_token'`},
+		{"/", "text/html; charset=utf-8", `<input type="checkbox" id="closeframe">`},
+		{"/", "text/html; charset=utf-8", `<button data-ticket="reuse">`},
+		{"/", "text/html; charset=utf-8", `<button data-inband="none">`},
 	}
 	for _, tt := range tests {
-		t.Run(tt.path, func(t *testing.T) {
+		t.Run(tt.path+" "+tt.contains, func(t *testing.T) {
 			res, err := srv.Client().Get(srv.URL + tt.path)
 			require.NoError(t, err)
 			defer res.Body.Close()
@@ -422,4 +446,283 @@ func TestMaskKeepsFourCharacters(t *testing.T) {
 	assert.Equal(t, "s3cr…", mask(testToken))
 	assert.Equal(t, "…", mask("short"))
 	assert.Equal(t, "…", mask(""))
+}
+
+// postTicket asks POST /ticket with header and returns the response and
+// its body.
+func postTicket(t *testing.T, srv *httptest.Server, method string, header http.Header) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, srv.URL+"/ticket", nil)
+	require.NoError(t, err)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	res, err := srv.Client().Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	return res, string(body)
+}
+
+// getTicket fetches a ticket with the token as Bearer, sending origin as
+// Origin unless it is empty.
+func getTicket(t *testing.T, srv *httptest.Server, origin string) string {
+	t.Helper()
+	h := http.Header{"Authorization": {"Bearer " + testToken}}
+	if origin != "" {
+		h.Set("Origin", origin)
+	}
+	res, body := postTicket(t, srv, http.MethodPost, h)
+	require.Equal(t, http.StatusOK, res.StatusCode, body)
+	var tk struct {
+		Ticket    string `json:"ticket"`
+		ExpiresIn int    `json:"expires_in"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &tk))
+	require.Len(t, tk.Ticket, wsgate.TicketLen)
+	return tk.Ticket
+}
+
+func TestTicketIssuer(t *testing.T) {
+	srv, logs := newServer(t)
+	other := "http://127.0.0.1:1"
+	cookie := cookieName + "=" + testToken
+
+	tests := []struct {
+		name     string
+		method   string
+		header   http.Header
+		want     int
+		wantBody string
+	}{
+		{name: "bearer", header: http.Header{"Authorization": {"Bearer " + testToken}}, want: http.StatusOK, wantBody: `"expires_in":30`},
+		{name: "bearer from another origin (not ambient)", header: http.Header{"Authorization": {"Bearer " + testToken}, "Origin": {other}}, want: http.StatusOK},
+		{name: "cookie, same origin", header: http.Header{"Cookie": {cookie}, "Origin": {srv.URL}}, want: http.StatusOK, wantBody: `"ticket":"`},
+		{name: "no credential", want: http.StatusUnauthorized, wantBody: "POST /ticket needs the demo token: Authorization: Bearer TOKEN, or the wsgate_token cookie"},
+		{name: "wrong bearer token", header: http.Header{"Authorization": {"Bearer wrong-token-0123456789"}}, want: http.StatusUnauthorized, wantBody: "wrong token (bearer)"},
+		{name: "wrong cookie, same origin", header: http.Header{"Cookie": {cookieName + "=wrong-token-0123456789"}, "Origin": {srv.URL}}, want: http.StatusUnauthorized, wantBody: "wrong token (cookie)"},
+		{name: "cookie, cross origin", header: http.Header{"Cookie": {cookie}, "Origin": {other}}, want: http.StatusForbidden, wantBody: "same-origin Origin"},
+		{name: "cookie without Origin", header: http.Header{"Cookie": {cookie}}, want: http.StatusForbidden, wantBody: "same-origin Origin"},
+		{name: "GET", method: http.MethodGet, header: http.Header{"Authorization": {"Bearer " + testToken}}, want: http.StatusMethodNotAllowed},
+		{name: "PUT", method: http.MethodPut, header: http.Header{"Authorization": {"Bearer " + testToken}}, want: http.StatusMethodNotAllowed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			method := tt.method
+			if method == "" {
+				method = http.MethodPost
+			}
+			res, body := postTicket(t, srv, method, tt.header)
+			require.Equal(t, tt.want, res.StatusCode, body)
+			assert.Contains(t, body, tt.wantBody)
+			assert.Equal(t, "no-store", res.Header.Get("Cache-Control"))
+			assertNoSecret(t, "the answer", body)
+			switch tt.want {
+			case http.StatusOK:
+				assert.Equal(t, "application/json", res.Header.Get("Content-Type"))
+			case http.StatusUnauthorized:
+				assert.True(t, strings.HasPrefix(res.Header.Get("WWW-Authenticate"), "Bearer "), res.Header.Get("WWW-Authenticate"))
+			case http.StatusMethodNotAllowed:
+				assert.Equal(t, "POST", res.Header.Get("Allow"))
+			}
+		})
+	}
+	assert.Contains(t, logs.String(), "msg=ticket outcome=issued")
+	assert.Contains(t, logs.String(), "msg=ticket outcome=refused status=403")
+	assertNoSecret(t, "the log", logs.String())
+}
+
+// readHello reads the server's hello and checks the round trip.
+func readHello(t *testing.T, d dialed) (principal user, source, protocol string) {
+	t.Helper()
+	msg, err := wsutil.ReadServerText(d.rw)
+	require.NoError(t, err)
+	var hello struct {
+		Type      string
+		Principal user
+		Source    string
+		Protocol  string
+	}
+	require.NoError(t, json.Unmarshal(msg, &hello))
+	require.Equal(t, "hello", hello.Type)
+	require.NoError(t, wsutil.WriteClientText(d.conn, []byte("round trip")))
+	echo, err := wsutil.ReadServerText(d.rw)
+	require.NoError(t, err)
+	assert.Equal(t, "round trip", string(echo))
+	return hello.Principal, hello.Source, hello.Protocol
+}
+
+// readClose reads the next frame, which must be a close frame, and returns
+// its code and reason.
+func readClose(t *testing.T, d dialed) (int, string) {
+	t.Helper()
+	require.NoError(t, d.conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+	f, err := ws.ReadFrame(d.rw)
+	require.NoError(t, err)
+	require.Equal(t, ws.OpClose, f.Header.OpCode, "payload %q", f.Payload)
+	code, reason := ws.ParseCloseFrameData(f.Payload)
+	return int(code), reason
+}
+
+func TestTicketOpensOneSocketOnce(t *testing.T) {
+	srv, logs := newServer(t)
+	ticketPrincipal := user{Name: "demo-user", Via: "ticket"}
+
+	for _, path := range []string{pathWS, pathWSClose} {
+		t.Run(path+" query", func(t *testing.T) {
+			tk := getTicket(t, srv, "")
+			d := dial(t, endpointURL(srv, path, "?ticket="+tk), []string{"chat"}, nil)
+			require.Equal(t, http.StatusSwitchingProtocols, d.status)
+			p, source, protocol := readHello(t, d)
+			assert.Equal(t, ticketPrincipal, p)
+			assert.Equal(t, "query", source)
+			assert.Equal(t, "chat", protocol)
+			last, raw := settledLast(t, srv)
+			assert.Equal(t, "query", last.Source)
+			assert.NotContains(t, raw, tk)
+
+			again := dial(t, endpointURL(srv, path, "?ticket="+tk), []string{"chat"}, nil)
+			if path == pathWS {
+				assert.Equal(t, http.StatusUnauthorized, again.status)
+			} else {
+				require.Equal(t, http.StatusSwitchingProtocols, again.status)
+				code, reason := readClose(t, again)
+				assert.Equal(t, 4401, code)
+				assert.Equal(t, "invalid credential", reason)
+			}
+		})
+		t.Run(path+" subprotocol", func(t *testing.T) {
+			tk := getTicket(t, srv, "")
+			d := dial(t, endpointURL(srv, path, ""), []string{"chat", "access_token", tk}, nil)
+			require.Equal(t, http.StatusSwitchingProtocols, d.status)
+			assert.Equal(t, "chat", d.protocol)
+			p, source, _ := readHello(t, d)
+			assert.Equal(t, ticketPrincipal, p)
+			assert.Equal(t, "subprotocol", source)
+
+			again := dial(t, endpointURL(srv, path, ""), []string{"chat", "access_token", tk}, nil)
+			if path == pathWS {
+				assert.Equal(t, http.StatusUnauthorized, again.status)
+			} else {
+				require.Equal(t, http.StatusSwitchingProtocols, again.status)
+				code, _ := readClose(t, again)
+				assert.Equal(t, 4401, code)
+			}
+		})
+	}
+
+	t.Run("a ticket is bound to the Origin that fetched it", func(t *testing.T) {
+		tk := getTicket(t, srv, srv.URL)
+		d := dial(t, wsURL(srv, "?ticket="+tk), []string{"chat"}, nil)
+		assert.Equal(t, http.StatusUnauthorized, d.status, "no Origin: refused, and the ticket is spent")
+
+		tk = getTicket(t, srv, srv.URL)
+		d = dial(t, wsURL(srv, "?ticket="+tk), []string{"chat"}, http.Header{"Origin": {srv.URL}})
+		require.Equal(t, http.StatusSwitchingProtocols, d.status)
+	})
+	t.Run("the parameters do not mix", func(t *testing.T) {
+		tk := getTicket(t, srv, "")
+		assert.Equal(t, http.StatusUnauthorized, dial(t, wsURL(srv, "?access_token="+tk), []string{"chat"}, nil).status)
+		assert.Equal(t, http.StatusUnauthorized, dial(t, wsURL(srv, "?ticket="+testToken), []string{"chat"}, nil).status)
+	})
+	assertNoSecret(t, "the log", logs.String())
+}
+
+func TestCloseFrameEndpointRefusesWithACloseFrame(t *testing.T) {
+	srv, logs := newServer(t)
+
+	tests := []struct {
+		name       string
+		protocols  []string
+		header     http.Header
+		wantCode   int
+		wantReason string
+	}{
+		{name: "wrong token", protocols: []string{"chat", "access_token", "wrong-token-0123456789"}, wantCode: 4401, wantReason: "invalid credential"},
+		{name: "wrong bearer token", protocols: []string{"chat"}, header: http.Header{"Authorization": {"Bearer wrong-token-0123456789"}}, wantCode: 4401, wantReason: "invalid credential"},
+		{name: "no token", protocols: []string{"chat"}, wantCode: 4401, wantReason: "credential required"},
+		{name: "two credentials", protocols: []string{"chat", "access_token", testToken}, header: http.Header{"Authorization": {"Bearer " + testToken}}, wantCode: 4401, wantReason: "more than one credential"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := dial(t, endpointURL(srv, pathWSClose, ""), tt.protocols, tt.header)
+			require.Equal(t, http.StatusSwitchingProtocols, d.status)
+			assert.Equal(t, "chat", d.protocol)
+			code, reason := readClose(t, d)
+			assert.Equal(t, tt.wantCode, code)
+			assert.Equal(t, tt.wantReason, reason)
+
+			last, raw := settledLast(t, srv)
+			assert.Equal(t, pathWSClose, last.Path)
+			assert.Equal(t, http.StatusSwitchingProtocols, last.Status)
+			assert.Equal(t, tt.wantCode, last.Close)
+			assert.Equal(t, tt.wantReason, last.Reason)
+			assert.Empty(t, last.Source)
+			assertNoSecret(t, "/last", raw)
+		})
+	}
+
+	t.Run("another origin is still an HTTP 403", func(t *testing.T) {
+		d := dial(t, endpointURL(srv, pathWSClose, ""), []string{"chat", "access_token", testToken}, http.Header{"Origin": {"http://127.0.0.1:1"}})
+		assert.Equal(t, http.StatusForbidden, d.status)
+		last, _ := settledLast(t, srv)
+		assert.Equal(t, http.StatusForbidden, last.Status)
+		assert.Zero(t, last.Close)
+	})
+	t.Run("the right token works as on /ws", func(t *testing.T) {
+		d := dial(t, endpointURL(srv, pathWSClose, ""), []string{"chat", "access_token", testToken}, nil)
+		require.Equal(t, http.StatusSwitchingProtocols, d.status)
+		p, source, _ := readHello(t, d)
+		assert.Equal(t, user{Name: "demo-user"}, p)
+		assert.Equal(t, "subprotocol", source)
+	})
+	assert.Contains(t, logs.String(), `way=subprotocol outcome=refused status=101 close=4401 remote=`)
+	assert.Contains(t, logs.String(), `reason="credential required" path=/ws-close`)
+	assertNoSecret(t, "the log", logs.String())
+}
+
+func TestInBandEndpoint(t *testing.T) {
+	srv, logs := newServer(t)
+	auth := func(token string) []byte {
+		b, _ := json.Marshal(map[string]string{"type": "auth", "token": token})
+		return b
+	}
+
+	t.Run("the right token", func(t *testing.T) {
+		d := dial(t, endpointURL(srv, pathInBand, ""), []string{"chat"}, nil)
+		require.Equal(t, http.StatusSwitchingProtocols, d.status)
+		assert.Equal(t, "chat", d.protocol)
+		require.NoError(t, wsutil.WriteClientText(d.conn, auth(testToken)))
+		p, source, protocol := readHello(t, d)
+		assert.Equal(t, user{Name: "demo-user"}, p)
+		assert.Equal(t, "message", source)
+		assert.Equal(t, "chat", protocol)
+		last, _ := settledLast(t, srv)
+		assert.Equal(t, http.StatusSwitchingProtocols, last.Status)
+		assert.Equal(t, "message", last.Source)
+	})
+	t.Run("a wrong token", func(t *testing.T) {
+		d := dial(t, endpointURL(srv, pathInBand, ""), []string{"chat"}, nil)
+		require.Equal(t, http.StatusSwitchingProtocols, d.status)
+		require.NoError(t, wsutil.WriteClientText(d.conn, auth("wrong-token-0123456789")))
+		code, reason := readClose(t, d)
+		assert.Equal(t, 4401, code)
+		assert.Equal(t, "invalid credential", reason)
+		last, _ := settledLast(t, srv)
+		assert.Equal(t, 4401, last.Close)
+	})
+	t.Run("no message", func(t *testing.T) {
+		d := dial(t, endpointURL(srv, pathInBand, ""), []string{"chat"}, nil)
+		require.Equal(t, http.StatusSwitchingProtocols, d.status)
+		start := time.Now()
+		code, reason := readClose(t, d)
+		assert.Equal(t, 4408, code)
+		assert.Equal(t, "authentication timed out", reason)
+		assert.InDelta(t, inBandTimeout.Seconds(), time.Since(start).Seconds(), 1)
+	})
+	assert.Contains(t, logs.String(), "way=message outcome=accepted status=101")
+	assert.Contains(t, logs.String(), "way=message outcome=refused status=101 close=4401")
+	assert.Contains(t, logs.String(), `way=message outcome=refused status=101`)
+	assertNoSecret(t, "the log", logs.String())
 }

@@ -2,7 +2,7 @@
 // The wsgate demo page: one real WebSocket per button, then what the server saw.
 
 const $ = (id) => document.getElementById(id);
-let cfg = { ws: `ws://${location.host}/ws`, token: '' };
+let cfg = { ws: `ws://${location.host}/ws`, wsClose: `ws://${location.host}/ws-close`, wsInband: `ws://${location.host}/ws-inband`, token: '' };
 
 // b64url is unpadded base64url of the UTF-8 bytes of s.
 function b64url(s) {
@@ -11,17 +11,41 @@ function b64url(s) {
   return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 }
 
+// mask keeps the first 4 characters of a secret, as the server's /last does.
+const mask = (v) => (v.length <= 8 ? '…' : v.slice(0, 4) + '…');
+
+// closeFrames reports whether attempts go to the close-frame endpoint.
+const closeFrames = () => $('closeframe').checked;
+const endpoint = () => (closeFrames() ? cfg.wsClose : cfg.ws);
+
 // Each way returns the URL and the protocol list for new WebSocket.
 const ways = {
-  subprotocol: (t) => [cfg.ws, ['chat', 'access_token', t]],
-  prefix: (t) => [cfg.ws, ['chat', 'base64url.bearer.authorization.k8s.io.' + b64url(t)]],
-  userinfo: (t) => { const u = new URL(cfg.ws); u.username = t; return [u.href, ['chat']]; },
-  query: (t) => { const u = new URL(cfg.ws); u.searchParams.set('access_token', t); return [u.href, ['chat']]; },
-  wrong: () => [cfg.ws, ['chat', 'access_token', 'wrong-' + b64url(String(Math.random()))]],
-  none: () => [cfg.ws, ['chat']],
+  subprotocol: (t) => [endpoint(), ['chat', 'access_token', t]],
+  prefix: (t) => [endpoint(), ['chat', 'base64url.bearer.authorization.k8s.io.' + b64url(t)]],
+  userinfo: (t) => { const u = new URL(endpoint()); u.username = t; return [u.href, ['chat']]; },
+  query: (t) => { const u = new URL(endpoint()); u.searchParams.set('access_token', t); return [u.href, ['chat']]; },
+  wrong: () => [endpoint(), ['chat', 'access_token', 'wrong-' + b64url(String(Math.random()))]],
+  none: () => [endpoint(), ['chat']],
 };
 
-// card adds a result box for one attempt, newest first.
+// sentText describes what the page hands to new WebSocket, secrets masked:
+// userinfo, query values, and subprotocol entries other than chat and the
+// marker.
+function sentText(url, protocols) {
+  const u = new URL(url);
+  const user = u.username ? mask(decodeURIComponent(u.username)) + '@' : '';
+  const q = [...u.searchParams].map(([k, v]) => `${k}=${mask(v)}`).join('&');
+  const shown = `${u.protocol}//${user}${u.host}${u.pathname}${q ? '?' + q : ''}`;
+  const ps = protocols.map((p) => {
+    if (p === 'chat' || p === 'access_token') return p;
+    const prefix = 'base64url.bearer.authorization.k8s.io.';
+    return p.startsWith(prefix) ? prefix + mask(p.slice(prefix.length)) : mask(p);
+  });
+  return `sent: ${shown} with protocols ${JSON.stringify(ps)}`;
+}
+
+// card adds a result box for one attempt, newest first. done() marks it
+// finished.
 function card(title) {
   const box = document.createElement('div');
   box.className = 'card';
@@ -37,34 +61,51 @@ function card(title) {
       if (cls) li.className = cls;
       list.append(li);
     },
-    pre(text) {
+    // pre adds a box of text, folded under summary when there is one.
+    pre(text, summary) {
       const p = document.createElement('pre');
       p.textContent = text;
-      box.append(p);
+      if (!summary) {
+        box.append(p);
+        return;
+      }
+      const d = document.createElement('details');
+      const s = document.createElement('summary');
+      s.textContent = summary;
+      d.append(s, p);
+      box.append(d);
     },
+    done() { box.dataset.done = 'true'; },
   };
 }
 
-// connect opens one socket, reads the hello, does one round trip, closes,
-// and shows /last. It resolves when all that is done.
-function connect(c, url, protocols) {
+// connect opens one socket, sends first (if any) once it is open, reads
+// the hello, does one round trip, closes, and shows /last. It resolves
+// with the close event's code when all that is done.
+function connect(c, url, protocols, first) {
+  c.line(sentText(url, protocols));
   return new Promise((resolve) => {
     let ws;
     try {
       ws = new WebSocket(url, protocols);
     } catch (e) {
       c.line('the constructor threw: ' + e.message, 'bad');
-      resolve();
+      resolve(0);
       return;
     }
-    let opened = false, got = 0, sentAt = 0;
+    let opened = false, hello = false, got = 0, sentAt = 0;
     ws.onopen = () => {
       opened = true;
       c.line(`open; ws.protocol = "${ws.protocol}"`, 'ok');
+      if (first !== undefined) {
+        ws.send(first);
+        c.line('first message ' + first.replace(/"token":"([^"]*)"/, (_, t) => `"token":"${mask(t)}"`));
+      }
     };
     ws.onmessage = (ev) => {
       if (got++ === 0) {
         const h = JSON.parse(ev.data);
+        hello = true;
         c.line(`hello: principal ${JSON.stringify(h.principal)}, source "${h.source}", protocol "${h.protocol}"`, 'ok');
         sentAt = performance.now();
         ws.send('ping ' + new Date().toISOString());
@@ -75,31 +116,112 @@ function connect(c, url, protocols) {
     };
     ws.onerror = () => c.line('error event (the HTTP status is hidden from the page: see /last below)', 'bad');
     ws.onclose = async (ev) => {
-      c.line(`close ${ev.code}${ev.reason ? ' "' + ev.reason + '"' : ''}, wasClean ${ev.wasClean}`, opened ? 'ok' : 'bad');
-      await showLast(c);
-      resolve();
+      const ok = hello && ev.code === 1000;
+      c.line(`close ${ev.code}${ev.reason ? ' "' + ev.reason + '"' : ''}, wasClean ${ev.wasClean}`, ok ? 'ok' : 'bad');
+      if (ok) c.line('outcome: accepted', 'ok');
+      else if (ev.code === 1006) c.line('outcome: refused; the page cannot tell why (close 1006)', 'bad');
+      else c.line(`outcome: refused with close ${ev.code}${ev.reason ? ' "' + ev.reason + '"' : ''}`, 'bad');
+      await showLast(c, new URL(url).pathname);
+      resolve(ev.code);
     };
   });
 }
 
-async function showLast(c) {
+// showLast shows /last once the server has recorded the outcome of the
+// handshake to path: a refusal by close frame is recorded just after the
+// frame is sent.
+async function showLast(c, path) {
   try {
-    const res = await fetch('/last');
-    c.pre('/last: ' + (res.ok ? JSON.stringify(await res.json(), null, 2) : res.status + ' ' + await res.text()));
+    let text = '', summary = '';
+    for (let i = 0; i < 20; i++) {
+      const res = await fetch('/last');
+      if (!res.ok) {
+        text = res.status + ' ' + await res.text();
+        break;
+      }
+      const last = await res.json();
+      text = JSON.stringify(last, null, 2);
+      if (last) summary = lastSummary(last);
+      if (!last || last.path !== path || last.status !== 0) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    c.pre('/last: ' + text, summary);
   } catch (e) {
     c.pre('/last: ' + e.message);
   }
 }
 
+// lastSummary is one line of what the server saw and answered.
+function lastSummary(l) {
+  let s = `server (/last): ${l.path} answered ${l.status || 'nothing'}`;
+  if (l.close) s += `, then close ${l.close}`;
+  if (l.reason) s += ` "${l.reason}"`;
+  if (l.source) s += `, credential from ${l.source}`;
+  else if (l.ways.length) s += `; carried: ${l.ways.join(', ')}`;
+  return s + '; click for the masked headers';
+}
+
+function title(name, routed) {
+  return routed && closeFrames() ? `${name} (close frame)` : name;
+}
+
 async function viaCookie(ev) {
   ev.preventDefault();
-  const c = card('cookie');
+  const c = card(title('Cookie', true));
   const res = await fetch('/login', { method: 'POST', body: new URLSearchParams({ token: $('token').value }) });
   c.line(`POST /login: ${res.status}`, res.ok ? 'ok' : 'bad');
-  await connect(c, cfg.ws, ['chat']);
+  await connect(c, endpoint(), ['chat']);
   const out = await fetch('/logout', { method: 'POST' });
   c.line(`POST /logout: ${out.status}`);
+  c.done();
 }
+
+// fetchTicket asks POST /ticket for a ticket with the token as Bearer, and
+// returns it, or '' after showing the refusal.
+async function fetchTicket(c) {
+  const t = $('token').value;
+  try {
+    const res = await fetch('/ticket', { method: 'POST', headers: { Authorization: 'Bearer ' + t } });
+    if (!res.ok) {
+      c.line(`POST /ticket (Authorization: Bearer ${mask(t)}): ${res.status} ${(await res.text()).trim()}`, 'bad');
+      return '';
+    }
+    const body = await res.json();
+    c.line(`POST /ticket (Authorization: Bearer ${mask(t)}): ${res.status}, ticket ${mask(body.ticket)}, valid ${body.expires_in} s, once`, 'ok');
+    return body.ticket;
+  } catch (e) {
+    c.line('POST /ticket failed: ' + e.message, 'bad');
+    return '';
+  }
+}
+
+const withTicket = (t) => { const u = new URL(endpoint()); u.searchParams.set('ticket', t); return u.href; };
+
+const ticketActions = {
+  async query(c) {
+    const t = await fetchTicket(c);
+    if (t) await connect(c, withTicket(t), ['chat']);
+  },
+  async subprotocol(c) {
+    const t = await fetchTicket(c);
+    if (t) await connect(c, endpoint(), ['chat', 'access_token', t]);
+  },
+  async reuse(c) {
+    const t = await fetchTicket(c);
+    if (!t) return;
+    c.line('first use:');
+    await connect(c, withTicket(t), ['chat']);
+    c.line('second use of the same ticket:');
+    await connect(c, withTicket(t), ['chat']);
+  },
+};
+
+const authMessage = (t) => JSON.stringify({ type: 'auth', token: t });
+const inbandActions = {
+  ok: (c) => connect(c, cfg.wsInband, ['chat'], authMessage($('token').value)),
+  wrong: (c) => connect(c, cfg.wsInband, ['chat'], authMessage('wrong-' + b64url(String(Math.random())))),
+  none: (c) => connect(c, cfg.wsInband, ['chat']),
+};
 
 function goCommand() {
   const t = $('token').value || 'TOKEN';
@@ -119,8 +241,9 @@ async function init() {
   if (cfg.cross) {
     $('banner').textContent = `This page comes from another origin (${location.origin}) than the gate ` +
       `(${cfg.ws}). The gate's default same-origin policy refuses every attempt from here with 403, ` +
-      'even with the right token; the cookie attempt shows why that matters: the browser sends the ' +
-      'cookie of the other port along, and only the Origin check stops it.';
+      'even with the right token, and in close-frame mode too (an origin refusal is never upgraded); ' +
+      'the cookie attempt shows why that matters: the browser sends the cookie of the other port along, ' +
+      'and only the Origin check stops it.';
     $('banner').style.display = 'block';
   }
   if (cfg.other) {
@@ -132,11 +255,23 @@ async function init() {
   goCommand();
 }
 
+// run gives each click its card and marks it done at the end.
+function run(name, routed, action) {
+  const c = card(title(name, routed));
+  Promise.resolve(action(c)).finally(() => c.done());
+}
+
 for (const b of document.querySelectorAll('button[data-way]')) {
-  b.addEventListener('click', () => {
+  b.addEventListener('click', () => run(b.textContent, true, (c) => {
     const [url, protocols] = ways[b.dataset.way]($('token').value);
-    connect(card(b.textContent), url, protocols);
-  });
+    return connect(c, url, protocols);
+  }));
+}
+for (const b of document.querySelectorAll('button[data-ticket]')) {
+  b.addEventListener('click', () => run(b.textContent, true, ticketActions[b.dataset.ticket]));
+}
+for (const b of document.querySelectorAll('button[data-inband]')) {
+  b.addEventListener('click', () => run(b.textContent, false, inbandActions[b.dataset.inband]));
 }
 $('login').addEventListener('submit', viaCookie);
 $('token').addEventListener('input', goCommand);

@@ -1,0 +1,340 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/wsgate/wsgate"
+)
+
+// forbiddenToken is a credential the close-frame server's verifier knows
+// but refuses with wsgate.ErrForbidden.
+const forbiddenToken = "e2e-forbidden-token"
+
+// inBandTimeout and inBandMaxSize bound the in-band gate's first message.
+const (
+	inBandTimeout = time.Second
+	inBandMaxSize = 256
+)
+
+// refusalServer serves, on 127.0.0.1, the same gate three ways: /cf/<case>
+// refuses with close frames (wsgate.RefuseCloseFrame), /http/<case> with
+// HTTP errors (the default), and /inband/<case> authenticates the first
+// message (wsgate.InBandAuth, also refusing with close frames). It records
+// what each gate reported per case, through Config.OnHandshake.
+type refusalServer struct {
+	URL string
+
+	mu  sync.Mutex
+	evs map[string][]wsgate.HandshakeEvent
+}
+
+func newRefusalServer(t *testing.T) *refusalServer {
+	t.Helper()
+	s := &refusalServer{evs: map[string][]wsgate.HandshakeEvent{}}
+	verify := func(_ context.Context, c wsgate.Credential) (user, error) {
+		switch c.Token {
+		case testToken:
+			return testPrincipal, nil
+		case forbiddenToken:
+			return user{}, wsgate.ErrForbidden
+		}
+		return user{}, wsgate.ErrInvalidToken
+	}
+	cfg := func(mode wsgate.RefusalMode, inband *wsgate.InBandAuth) wsgate.Config {
+		return wsgate.Config{
+			Protocols:   []string{appProtocol},
+			Extractors:  []wsgate.Extractor{wsgate.Subprotocol("access_token")},
+			Refusal:     mode,
+			InBand:      inband,
+			OnHandshake: s.record,
+		}
+	}
+	echo := func(_ context.Context, sess wsgate.Session[user]) { serveEcho(sess) }
+	mux := http.NewServeMux()
+	mux.Handle("/cf/", wsgate.New(verify, cfg(wsgate.RefuseCloseFrame, nil)).Handler(echo))
+	mux.Handle("/http/", wsgate.New(verify, cfg(wsgate.RefuseHTTP, nil)).Handler(echo))
+	mux.Handle("/inband/", wsgate.New(verify, cfg(wsgate.RefuseCloseFrame,
+		&wsgate.InBandAuth{Timeout: inBandTimeout, MaxSize: inBandMaxSize})).Handler(echo))
+	mux.HandleFunc("/page", serveClosePage)
+	_, s.URL, _ = serve(t, mux)
+	return s
+}
+
+func (s *refusalServer) record(ev wsgate.HandshakeEvent) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.evs[ev.Path] = append(s.evs[ev.Path], ev)
+}
+
+// events waits up to a second for the gate's report of path (a refusal
+// after the upgrade is reported once the close frame is written, which may
+// be just after the page saw it) and returns the reports so far.
+func (s *refusalServer) events(path string) []wsgate.HandshakeEvent {
+	deadline := time.Now().Add(time.Second)
+	for {
+		s.mu.Lock()
+		evs := append([]wsgate.HandshakeEvent(nil), s.evs[path]...)
+		s.mu.Unlock()
+		if len(evs) > 0 || time.Now().After(deadline) {
+			return evs
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// refusedWith checks that the gate reported exactly one refusal for path,
+// matching kind (nil: any) with status.
+func (s *refusalServer) refusedWith(path string, kind error, status int) error {
+	evs := s.events(path)
+	if len(evs) != 1 || evs[0].Accepted || evs[0].Status != status || kind != nil && !errors.Is(evs[0].Err, kind) {
+		return fmt.Errorf("want one refusal %v with status %d at %s; gate reported %+v", kind, status, path, evs)
+	}
+	return nil
+}
+
+const closePageHTML = `<!doctype html>
+<html><head><meta charset="utf-8"><title>wsgate e2e close frames</title></head>
+<body><p>wsgate e2e close-frame page</p>
+<script>
+// tryFirst opens a WebSocket, sends first (unless it is null) as soon as
+// it is open, reads the greeting, does one round trip, closes, and
+// resolves with what the page observed. It never rejects.
+window.tryFirst = function (url, protocols, first, timeoutMs) {
+  return new Promise(function (resolve) {
+    var r = {thrown: "", opened: false, protocol: "", greeting: "", echo: "", error: false, closeCode: 0, closeReason: "", wasClean: false};
+    var done = false;
+    function finish() { if (!done) { done = true; resolve(r); } }
+    setTimeout(function () { r.timedOut = true; finish(); }, timeoutMs);
+    var ws;
+    try {
+      ws = new WebSocket(url, protocols);
+    } catch (e) {
+      r.thrown = e.name + ": " + e.message;
+      finish();
+      return;
+    }
+    var n = 0;
+    ws.onopen = function () {
+      r.opened = true;
+      r.protocol = ws.protocol;
+      if (first !== null) ws.send(first);
+    };
+    ws.onerror = function () { r.error = true; };
+    ws.onmessage = function (m) {
+      n++;
+      if (n === 1) { r.greeting = m.data; ws.send("ping from page"); }
+      else { r.echo = m.data; ws.close(1000, "done"); }
+    };
+    ws.onclose = function (c) { r.closeCode = c.code; r.closeReason = c.reason; r.wasClean = c.wasClean; finish(); };
+  });
+};
+</script></body></html>
+`
+
+func serveClosePage(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	fmt.Fprint(w, closePageHTML)
+}
+
+// closePageRun loads page in a fresh browser context and runs
+// tryFirst(wsURL, protocols, first) there; first "" sends nothing.
+func closePageRun(t *testing.T, bctx context.Context, page, wsURL string, protocols []string, first string) clientResult {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(bctx, chromedp.WithNewBrowserContext())
+	defer cancel()
+	ctx, cancelT := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelT()
+	u, _ := json.Marshal(wsURL)
+	f := "null"
+	if first != "" {
+		b, _ := json.Marshal(first)
+		f = string(b)
+	}
+	expr := fmt.Sprintf("tryFirst(%s, %s, %s, 10000)", u, jsList(protocols...), f)
+	if err := chromedp.Do(ctx, chromedp.Navigate(page)); err != nil {
+		t.Fatalf("loading %s: %v", page, err)
+	}
+	r, err := chromedp.Run(ctx, chromedp.Evaluate[clientResult](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("page %s, %s: %v", page, expr, err)
+	}
+	t.Logf("page %s, %s: %v reason=%q wasClean=%v", page, expr, r, r.CloseReason, r.WasClean)
+	return r
+}
+
+// pageClosedWith checks what a page sees of a refusal by close frame: the
+// socket opens with the echoed protocol, no greeting, no error event, and a
+// clean close with code and reason.
+func pageClosedWith(r clientResult, code int, reason string) error {
+	if r.Thrown != "" || !r.Opened || r.Protocol != appProtocol || r.Greeting != "" || r.Error ||
+		r.CloseCode != code || r.CloseReason != reason || !r.WasClean || r.TimedOut {
+		return fmt.Errorf("want open (protocol %q), then a clean close %d %q, no error event; page saw %v reason=%q wasClean=%v",
+			appProtocol, code, reason, r, r.CloseReason, r.WasClean)
+	}
+	return nil
+}
+
+// pageWorked checks a session that was accepted: greeting, echo, close 1000.
+func pageWorked(r clientResult, source string) error {
+	if want := greeting(testPrincipal.Name, source, appProtocol); !r.Opened || r.Greeting != want ||
+		r.Echo != pingText || r.CloseCode != 1000 || r.Error {
+		return fmt.Errorf("want greeting %q, echo and close 1000; page saw %v", want, r)
+	}
+	return nil
+}
+
+func TestCloseFrameBrowser(t *testing.T) {
+	bctx := startChromium(t)
+	s := newRefusalServer(t)
+	page := s.URL + "/page"
+	ws := "ws" + strings.TrimPrefix(s.URL, "http")
+
+	tests := []struct {
+		name      string
+		protocols []string
+		code      int
+		reason    string
+		kind      error
+		status    int // the HTTP status the refusal stands for
+	}{
+		{"wrong token", []string{appProtocol, "access_token", wrongToken}, 4401, "invalid credential", wsgate.ErrInvalidToken, http.StatusUnauthorized},
+		{"missing token", []string{appProtocol}, 4401, "credential required", wsgate.ErrNoCredential, http.StatusUnauthorized},
+		{"forbidden principal", []string{appProtocol, "access_token", forbiddenToken}, 4403, "forbidden", wsgate.ErrForbidden, http.StatusForbidden},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := fmt.Sprintf("/cf/%d", i)
+			r := closePageRun(t, bctx, page, ws+path, tt.protocols, "")
+			if err := pageClosedWith(r, tt.code, tt.reason); err != nil {
+				t.Error(err)
+			}
+			if err := s.refusedWith(path, tt.kind, tt.status); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+
+	t.Run("the right token", func(t *testing.T) {
+		r := closePageRun(t, bctx, page, ws+"/cf/ok", []string{appProtocol, "access_token", testToken}, "")
+		if err := pageWorked(r, "subprotocol"); err != nil {
+			t.Error(err)
+		}
+	})
+
+	// Issue 9: an origin failure must not complete the handshake, so even
+	// in close-frame mode a page of another origin gets the HTTP 403, which
+	// it sees as an error event and 1006, and learns nothing more.
+	t.Run("another origin", func(t *testing.T) {
+		other := newClosePageServer(t)
+		r := closePageRun(t, bctx, other+"/page", ws+"/cf/cross", []string{appProtocol, "access_token", testToken}, "")
+		if err := pageRefused(r); err != nil {
+			t.Error(err)
+		}
+		if err := s.refusedWith("/cf/cross", wsgate.ErrOrigin, http.StatusForbidden); err != nil {
+			t.Error(err)
+		}
+	})
+
+	// The same wrong token at the HTTP-mode gate: the page sees only 1006.
+	t.Run("wrong token, HTTP mode", func(t *testing.T) {
+		r := closePageRun(t, bctx, page, ws+"/http/wrong", []string{appProtocol, "access_token", wrongToken}, "")
+		if err := pageRefused(r); err != nil {
+			t.Error(err)
+		}
+		if r.CloseReason != "" {
+			t.Errorf("want no reason in HTTP mode; page saw %q", r.CloseReason)
+		}
+		if err := s.refusedWith("/http/wrong", wsgate.ErrInvalidToken, http.StatusUnauthorized); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+func TestInBandBrowser(t *testing.T) {
+	bctx := startChromium(t)
+	s := newRefusalServer(t)
+	page := s.URL + "/page"
+	ws := "ws" + strings.TrimPrefix(s.URL, "http")
+	auth := func(token string) string { return `{"type":"auth","token":"` + token + `"}` }
+
+	t.Run("the right token", func(t *testing.T) {
+		r := closePageRun(t, bctx, page, ws+"/inband/ok", []string{appProtocol}, auth(testToken))
+		if err := pageWorked(r, "message"); err != nil {
+			t.Error(err)
+		}
+		if evs := s.events("/inband/ok"); len(evs) != 1 || !evs[0].Accepted || evs[0].Source != wsgate.SourceMessage {
+			t.Errorf("want one acceptance from the message; gate reported %+v", evs)
+		}
+	})
+	t.Run("a wrong token", func(t *testing.T) {
+		r := closePageRun(t, bctx, page, ws+"/inband/wrong", []string{appProtocol}, auth(wrongToken))
+		if err := pageClosedWith(r, 4401, "invalid credential"); err != nil {
+			t.Error(err)
+		}
+		if err := s.refusedWith("/inband/wrong", wsgate.ErrInvalidToken, http.StatusUnauthorized); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Run("a forbidden principal", func(t *testing.T) {
+		r := closePageRun(t, bctx, page, ws+"/inband/forbidden", []string{appProtocol}, auth(forbiddenToken))
+		if err := pageClosedWith(r, 4403, "forbidden"); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Run("no message", func(t *testing.T) {
+		start := time.Now()
+		r := closePageRun(t, bctx, page, ws+"/inband/none", []string{appProtocol}, "")
+		if err := pageClosedWith(r, 4408, "authentication timed out"); err != nil {
+			t.Error(err)
+		}
+		if d := time.Since(start); d < inBandTimeout {
+			t.Errorf("closed after %v, before the %v deadline", d, inBandTimeout)
+		}
+		// The gate reports the timeout as a missing credential: its report
+		// does not tell a timeout (4408) from other failures to read the
+		// message.
+		if err := s.refusedWith("/inband/none", wsgate.ErrNoCredential, http.StatusUnauthorized); err != nil {
+			t.Error(err)
+		}
+	})
+	// The gate means to close with 1009 "authentication message too big",
+	// and a Go client reads that frame. It closes right after reading the
+	// frame's header, with the payload still unread in the socket, which
+	// likely makes the kernel reset the connection; Chromium then reports
+	// 1006 (wasClean false, no error event) instead of the frame. Both are
+	// accepted here; what the page saw is logged.
+	t.Run("a message over MaxSize", func(t *testing.T) {
+		r := closePageRun(t, bctx, page, ws+"/inband/big", []string{appProtocol}, auth(strings.Repeat("x", inBandMaxSize)))
+		err := pageClosedWith(r, 1009, "authentication message too big")
+		if err != nil && r.Opened && r.Greeting == "" && r.CloseCode == 1006 && !r.WasClean && !r.TimedOut {
+			t.Logf("the page saw 1006, not the gate's 1009: %v", err)
+			err = nil
+		}
+		if err != nil {
+			t.Error(err)
+		}
+		if err := s.refusedWith("/inband/big", wsgate.ErrNoCredential, http.StatusUnauthorized); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// newClosePageServer serves the close-frame page from another origin (same
+// site: 127.0.0.1, another port).
+func newClosePageServer(t *testing.T) string {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/page", serveClosePage)
+	_, u, _ := serve(t, mux)
+	return u
+}
