@@ -2,6 +2,7 @@ package wsgate
 
 import (
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -29,9 +30,11 @@ const (
 	// are not safe or not possible to upgrade.
 	//
 	// The refused connection runs no application code and no frame the
-	// client sends is read: the gate writes the close frame (bounded by
-	// CloseWriteTimeout) and closes the connection without waiting for the
-	// client's close frame.
+	// client sends is interpreted: the gate writes the close frame (bounded
+	// by CloseWriteTimeout), ends its side of the stream, discards what the
+	// client still sends until the client ends its side (at most a second
+	// and 1 MiB, so that the client reads the close frame rather than a TCP
+	// reset) and closes the connection.
 	RefuseCloseFrame
 )
 
@@ -125,6 +128,30 @@ func closeWith(conn net.Conn, code ws.StatusCode, reason string) {
 	conn.Close()
 }
 
+// refuseWith is closeWith for a connection the gate refuses before any
+// application code has it: after the half-close it reads and discards what
+// the client still sends (the rest of a message, its own close frame) until
+// the client's end of stream, for at most closeLinger and maxLingerBytes.
+// Closing a TCP socket with unread bytes makes the kernel answer with a
+// reset, and a browser that sees the reset reports 1006 instead of the
+// close frame. Nothing read here is interpreted.
+func refuseWith(conn net.Conn, code ws.StatusCode, reason string) {
+	if writeClose(conn, code, reason) == nil {
+		if cw, ok := unwrapConn(conn).(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+			_ = conn.SetReadDeadline(time.Now().Add(closeLinger))
+			_, _ = io.CopyN(io.Discard, conn, maxLingerBytes)
+		}
+	}
+	conn.Close()
+}
+
+// closeLinger and maxLingerBytes bound refuseWith's wait for the client's
+// end of stream.
+const (
+	closeLinger    = time.Second
+	maxLingerBytes = 1 << 20
+)
+
 func unwrapConn(c net.Conn) net.Conn {
 	if b, ok := c.(*bufferedConn); ok {
 		return b.Conn
@@ -145,7 +172,7 @@ func (g *Gate[P]) refuse(w http.ResponseWriter, r *http.Request, err *Error) {
 	if uerr != nil {
 		return
 	}
-	closeWith(conn, code, reason)
+	refuseWith(conn, code, reason)
 }
 
 // Refuse answers err, a refusal from Gate.Authenticate, the way the gate's

@@ -66,11 +66,13 @@ func assertClosed(t *testing.T, r io.Reader) {
 	t.Helper()
 	n, err := r.Read(make([]byte, 1))
 	assert.Zero(t, n)
-	assert.Error(t, err)
 	var ne net.Error
 	if errors.As(err, &ne) {
 		assert.False(t, ne.Timeout(), "the server did not close the connection")
 	}
+	// An orderly end of stream, not a reset: a reset can destroy the close
+	// frame before the client reads it.
+	assert.ErrorIs(t, err, io.EOF)
 }
 
 // refusingVerifier accepts secret, forbids "forbidden-token", fails on
@@ -297,4 +299,83 @@ func TestCloseReasonFitsAControlFrame(t *testing.T) {
 	assert.LessOrEqual(t, len(cut), 123)
 	assert.True(t, strings.HasPrefix(long, cut))
 	assert.Equal(t, 122, len(cut), "cut on a rune boundary")
+}
+
+// countingConn counts the bytes read from a TCP connection and whether it
+// was closed with bytes still to read.
+type countingConn struct {
+	*net.TCPConn
+	read atomic.Int64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.TCPConn.Read(p)
+	c.read.Add(int64(n))
+	return n, err
+}
+
+// TestRefusalDrainsWhatTheClientSent checks that a refused connection is
+// not closed with unread bytes (which makes the kernel send a reset that can
+// destroy the close frame before the client reads it): the gate takes what
+// the client sent, and the client's close reply, off the wire first.
+func TestRefusalDrainsWhatTheClientSent(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer client.Close()
+	sc, err := ln.Accept()
+	require.NoError(t, err)
+	server := &countingConn{TCPConn: sc.(*net.TCPConn)}
+
+	pending := clientFrame(strings.Repeat("x", 100<<10)) // the rest of a message too big to read
+	_, err = io.WriteString(client, pending)
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		refuseWith(server, CloseMessageTooBig, "authentication message too big")
+	}()
+
+	require.NoError(t, client.SetDeadline(time.Now().Add(5*time.Second)))
+	br := bufio.NewReader(client)
+	code, reason := readClose(t, br)
+	assert.Equal(t, CloseMessageTooBig, code)
+	assert.Equal(t, "authentication message too big", reason)
+	reply := ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(code, "")))
+	require.NoError(t, ws.WriteFrame(client, reply))
+	require.NoError(t, client.(*net.TCPConn).CloseWrite())
+	assertClosed(t, br)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("refuseWith did not return after the client ended its stream")
+	}
+	var b strings.Builder
+	require.NoError(t, ws.WriteFrame(&b, reply))
+	assert.Equal(t, int64(len(pending)+b.Len()), server.read.Load(), "everything the client sent was read before closing")
+}
+
+// TestRefusalDrainIsBounded checks that a client that never ends its stream
+// holds a refused connection for closeLinger at most.
+func TestRefusalDrainIsBounded(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer client.Close()
+	server, err := ln.Accept()
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		refuseWith(server, CloseUnauthorized, "invalid credential")
+	}()
+	select {
+	case <-done:
+	case <-time.After(closeLinger + 5*time.Second):
+		t.Fatal("refuseWith waited past closeLinger for a silent client")
+	}
 }

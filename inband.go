@@ -37,7 +37,9 @@ const DefaultInBandMaxSize = 4096
 // frame and closes the connection, and the callback never runs:
 //
 //   - no message within Timeout: CloseAuthTimeout (4408);
-//   - a message larger than MaxSize: CloseMessageTooBig (1009), read no further;
+//   - a message larger than MaxSize: CloseMessageTooBig (1009); its payload
+//     is never kept (what follows is discarded while the gate waits, briefly,
+//     for the client to end the stream, as for RefuseCloseFrame);
 //   - a first frame that is not a whole data message: CloseUnauthorized (4401);
 //   - Parse fails: CloseUnauthorized, reason "malformed credential";
 //   - the Verifier refuses: as CloseCodeFor maps the refusal (4401, 4403, 1011).
@@ -105,7 +107,7 @@ func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time
 	msg, code, reason := readAuthMessage(conn, g.inband)
 	if msg == nil {
 		if code != 0 {
-			closeWith(conn, code, reason)
+			refuseWith(conn, code, reason)
 		}
 		if g.observed() {
 			g.observe(r, start, http.StatusUnauthorized, SourceMessage, errNoCredential)
@@ -114,7 +116,7 @@ func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time
 	}
 	cred, perr := g.inband.Parse(msg)
 	if perr != nil {
-		closeWith(conn, CloseUnauthorized, errMalformed401.Reason)
+		refuseWith(conn, CloseUnauthorized, errMalformed401.Reason)
 		if g.observed() {
 			g.observe(r, start, http.StatusUnauthorized, SourceMessage, errMalformed401.withSource(SourceMessage))
 		}
@@ -126,7 +128,7 @@ func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time
 	a.Principal, a.Expires, verr = g.verifyCredential(r, cred)
 	if verr != nil {
 		code, reason, _ := CloseCodeFor(verr)
-		closeWith(conn, code, reason)
+		refuseWith(conn, code, reason)
 		if g.observed() {
 			g.observe(r, start, verr.Status, SourceMessage, verr)
 		}

@@ -83,6 +83,15 @@ func TestInBandAuthentication(t *testing.T) {
 			wantReason: "authentication message too big",
 		},
 		{
+			// Far more than the socket buffers hold: the gate must take
+			// it off the wire (unread) or the client gets a reset instead
+			// of the close frame.
+			name:       "a large message over MaxSize is 1009 and an orderly close",
+			after:      clientFrame(authMessage(strings.Repeat("x", 256<<10))),
+			wantCode:   CloseMessageTooBig,
+			wantReason: "authentication message too big",
+		},
+		{
 			name: "a ping first is 4401",
 			after: func() string {
 				var b strings.Builder
