@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the handshake benchmarks and writes RESULTS.md (see README.md).
 #
-#   bench/run.sh              full run (about 7 minutes): in-process rounds, the
+#   bench/run.sh              full run (about 6 minutes): in-process rounds, the
 #                             end-to-end program, RESULTS.md
 #   bench/run.sh -profiles    CPU and memory profiles of the wsgate handler and
 #                             middleware forms, as text in profiles/
@@ -10,9 +10,9 @@
 #                             unless -o is given
 #   -o FILE                   where to write the report (default RESULTS.md)
 #
-# Environment: ROUNDS (in-process rounds, default 8), BENCHTIME (per case and
-# round, default 1s), E2E_N (handshakes per measurement, default 3000),
-# E2E_ROUNDS (default 5), E2E_CLIENTS (default 1,16,64).
+# Environment: ROUNDS (in-process rounds, default 15), BENCHTIME (per case
+# and round, default 400ms), E2E_N (handshakes per measurement, default 2000),
+# E2E_ROUNDS (default 9), E2E_CLIENTS (default 1,16,64).
 set -euo pipefail
 cd "$(dirname "$0")"
 export PATH="$PATH:/usr/local/go/bin"
@@ -74,10 +74,10 @@ if [ "$mode" = short ]; then
 	warmup=20
 	out=${out:-$tmp/RESULTS.md}
 else
-	rounds=${ROUNDS:-8}
-	benchtime=${BENCHTIME:-1s}
-	e2e_n=${E2E_N:-3000}
-	e2e_rounds=${E2E_ROUNDS:-5}
+	rounds=${ROUNDS:-15}
+	benchtime=${BENCHTIME:-400ms}
+	e2e_n=${E2E_N:-2000}
+	e2e_rounds=${E2E_ROUNDS:-9}
 	e2e_clients=${E2E_CLIENTS:-1,16,64}
 	warmup=300
 	out=${out:-RESULTS.md}
