@@ -2,7 +2,7 @@
 # Runs the handshake benchmarks and writes RESULTS.md (see README.md).
 #
 #   bench/run.sh              full run (about 6 minutes): in-process rounds, the
-#                             end-to-end program, RESULTS.md
+#                             end-to-end program, the profiles, RESULTS.md
 #   bench/run.sh -profiles    CPU and memory profiles of the wsgate handler and
 #                             middleware forms, as text in profiles/
 #   bench/run.sh -short       a quick run that checks everything works (used by
@@ -37,30 +37,43 @@ go test -c -o "$tmp/bench.test" .
 go build -o "$tmp/e2ebench" ./cmd/e2ebench
 go build -o "$tmp/benchreport" ./cmd/benchreport
 
-if [ "$mode" = profiles ]; then
+# profiles writes the CPU and memory profiles of the wsgate subprotocol case,
+# handler and middleware form, as pprof text summaries in profiles/.
+profiles() {
 	mkdir -p profiles
 	for c in WsgateHandler WsgateMiddleware; do
 		name=$(echo "$c" | sed 's/^Wsgate//' | tr 'A-Z' 'a-z')-subprotocol
 		echo "== profiling $c/subprotocol"
+		# CPU and memory in separate runs: sampling every allocation
+		# would fill the CPU profile with the memory profiler's own work.
 		(cd "$tmp" && ./bench.test -test.run '^$' -test.bench "^BenchmarkHandshake/$c/subprotocol\$" \
-			-test.benchmem -test.benchtime "${BENCHTIME:-3s}" \
-			-test.cpuprofile "$name.cpu.prof" -test.memprofile "$name.mem.prof" -test.memprofilerate 1) |
+			-test.benchmem -test.benchtime "${BENCHTIME:-3s}" -test.cpuprofile "$name.cpu.prof") |
 			grep -E '^Benchmark' | tee "$tmp/$name.bench"
+		(cd "$tmp" && ./bench.test -test.run '^$' -test.bench "^BenchmarkHandshake/$c/subprotocol\$" \
+			-test.benchmem -test.benchtime 1s -test.memprofile "$name.mem.prof" -test.memprofilerate 1) |
+			grep -E '^Benchmark' | tee "$tmp/$name.mem.bench"
 		{
 			echo "# BenchmarkHandshake/$c/subprotocol, CPU: go tool pprof -top -nodecount=40"
 			cat "$tmp/$name.bench"
 			echo
 			go tool pprof -top -nodecount=40 "$tmp/bench.test" "$tmp/$name.cpu.prof" 2>/dev/null | grep -v '^Time:\|^Duration:\|^File:\|^Build ID:'
+			echo
+			echo "# The same, by cumulative time: go tool pprof -top -cum -nodecount=40"
+			go tool pprof -top -cum -nodecount=40 "$tmp/bench.test" "$tmp/$name.cpu.prof" 2>/dev/null | grep -v '^Time:\|^Duration:\|^File:\|^Build ID:'
 		} >"profiles/$name.cpu.txt"
 		for idx in alloc_objects alloc_space; do
 			{
 				echo "# BenchmarkHandshake/$c/subprotocol, memory ($idx, every allocation sampled): go tool pprof -sample_index=$idx -top -nodecount=40"
-				cat "$tmp/$name.bench"
+				cat "$tmp/$name.mem.bench"
 				echo
 				go tool pprof -sample_index=$idx -top -nodecount=40 "$tmp/bench.test" "$tmp/$name.mem.prof" 2>/dev/null | grep -v '^Time:\|^Duration:\|^File:\|^Build ID:'
 			} >"profiles/$name.mem.$idx.txt"
 		done
 	done
+}
+
+if [ "$mode" = profiles ]; then
+	profiles
 	ls -l profiles
 	exit 0
 fi
@@ -102,7 +115,13 @@ commit=$(git -C .. rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git -C .. status --porcelain -- ':!bench/RESULTS.md' ':!bench/profiles' 2>/dev/null)" ]; then
 	commit="$commit (with uncommitted changes)"
 fi
-"$tmp/benchreport" -inproc "$tmp/inproc.txt" -e2e "$tmp/e2e.json" -o "$out" -commit "$commit" \
+profile=
+if [ "$mode" = full ]; then
+	echo "== profiles"
+	profiles
+	profile=profiles/handler-subprotocol.cpu.txt
+fi
+"$tmp/benchreport" -inproc "$tmp/inproc.txt" -e2e "$tmp/e2e.json" -o "$out" -commit "$commit" -profile "$profile" \
 	-run "ROUNDS=$rounds BENCHTIME=$benchtime E2E_N=$e2e_n E2E_ROUNDS=$e2e_rounds E2E_CLIENTS=$e2e_clients bench/run.sh$suffix"
 if [ "$mode" = short ]; then
 	sed -n '/^## Targets/,/^## In process/p' "$out" | head -n -1
