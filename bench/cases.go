@@ -1,0 +1,356 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	coder "github.com/coder/websocket"
+	"github.com/gobwas/ws"
+	gorilla "github.com/gorilla/websocket"
+	"github.com/wsgate/wsgate"
+)
+
+// The handshake every case answers.
+const (
+	// Key is the Sec-WebSocket-Key of every request (RFC 6455's example).
+	Key = "dGhlIHNhbXBsZSBub25jZQ=="
+	// Token is the credential the static verifiers accept.
+	Token = "bench-token-4c1d2a7e9b3f8605"
+	// Protocol is the application subprotocol every request offers and
+	// every case (but Gobwas) echoes.
+	Protocol = "chat"
+	// Host is the Host of in-process requests; the cookie case sends the
+	// matching Origin.
+	Host = "127.0.0.1:8080"
+)
+
+// User is the principal of the wsgate cases.
+type User struct{ Name string }
+
+// Case is one way of answering a handshake: a handler and the request it
+// expects.
+type Case struct {
+	// Name is the benchmark name: "Floor", "Gorilla",
+	// "WsgateHandler/subprotocol", ...
+	Name string
+	// Target is the request target (path and query).
+	Target string
+	// Header holds the request headers beyond Host, Upgrade, Connection,
+	// Sec-WebSocket-Key and Sec-WebSocket-Version, as name, value pairs.
+	Header []string
+	// Protocol is the Sec-WebSocket-Protocol the 101 must echo, or "".
+	Protocol string
+	// Handler answers the handshake: a 101 on the hijacked connection,
+	// which it then closes.
+	Handler http.Handler
+}
+
+var (
+	protocols = []string{Protocol}
+	// fixed101 is the floor's answer: the right 101 for Key, with the
+	// protocol echo, written without looking at the request.
+	fixed101 = []byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Accept: " + wsgate.AcceptKey(Key) + "\r\nSec-WebSocket-Protocol: " + Protocol + "\r\n\r\n")
+	coderOptions = &coder.AcceptOptions{Subprotocols: protocols}
+)
+
+func selectChat(p string) bool { return p == Protocol }
+
+// Floor hijacks and writes a fixed 101: no checks at all.
+func Floor(w http.ResponseWriter, r *http.Request) {
+	conn, _, err := w.(http.Hijacker).Hijack()
+	if err != nil {
+		return
+	}
+	conn.Write(fixed101)
+	conn.Close()
+}
+
+// Validate101 checks the RFC 6455 headers with wsgate.CheckHandshake,
+// selects the subprotocol with wsgate.SelectProtocol, computes the accept
+// value with wsgate.AppendAcceptKey and writes the 101: the least a correct
+// unauthenticated upgrade does.
+func Validate101(w http.ResponseWriter, r *http.Request) {
+	if err := wsgate.CheckHandshake(r); err != nil {
+		wsgate.WriteError(w, err)
+		return
+	}
+	proto, err := wsgate.SelectProtocol(r.Header["Sec-Websocket-Protocol"], protocols)
+	if err != nil {
+		wsgate.WriteError(w, err)
+		return
+	}
+	conn, brw, err := w.(http.Hijacker).Hijack()
+	if err != nil {
+		return
+	}
+	conn.SetDeadline(time.Time{})
+	write101(brw.Writer, strings.Trim(r.Header["Sec-Websocket-Key"][0], " \t"), proto)
+	conn.Close()
+}
+
+func write101(bw *bufio.Writer, key, proto string) {
+	b := bw.AvailableBuffer()
+	b = append(b, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
+	b = wsgate.AppendAcceptKey(b, key)
+	b = append(b, "\r\n"...)
+	if proto != "" {
+		b = append(b, "Sec-WebSocket-Protocol: "...)
+		b = append(b, proto...)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "\r\n"...)
+	bw.Write(b)
+	bw.Flush()
+}
+
+// Gobwas upgrades with gobwas/ws's HTTPUpgrader, without subprotocols.
+func Gobwas(w http.ResponseWriter, r *http.Request) {
+	conn, _, _, err := ws.HTTPUpgrader{}.Upgrade(r, w)
+	if err != nil {
+		return
+	}
+	conn.Close()
+}
+
+// GobwasProtocol upgrades with gobwas/ws's HTTPUpgrader selecting Protocol.
+func GobwasProtocol(w http.ResponseWriter, r *http.Request) {
+	conn, _, _, err := ws.HTTPUpgrader{Protocol: selectChat}.Upgrade(r, w)
+	if err != nil {
+		return
+	}
+	conn.Close()
+}
+
+var gorillaUpgrader = gorilla.Upgrader{Subprotocols: protocols}
+
+// Gorilla upgrades with gorilla/websocket's Upgrader.
+func Gorilla(w http.ResponseWriter, r *http.Request) {
+	c, err := gorillaUpgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	c.Close()
+}
+
+// Coder upgrades with coder/websocket's Accept.
+func Coder(w http.ResponseWriter, r *http.Request) {
+	c, err := coder.Accept(w, r, coderOptions)
+	if err != nil {
+		return
+	}
+	c.CloseNow()
+}
+
+// Naive is an authenticated handler as users write it today: read the
+// Bearer token, compare it in constant time, then upgrade with gobwas/ws.
+func Naive(w http.ResponseWriter, r *http.Request) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(Token)) != 1 {
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return
+	}
+	GobwasProtocol(w, r)
+}
+
+// Way is a credential way: its extractor and the request headers and target
+// that carry Token that way.
+type Way struct {
+	Name      string
+	Extractor wsgate.Extractor
+	Target    string
+	Header    []string
+}
+
+// Ways lists the six credential ways, carrying Token. Every request also
+// offers Protocol.
+func Ways() []Way { return WaysFor(Token) }
+
+// WaysFor lists the six credential ways carrying token.
+func WaysFor(token string) []Way {
+	return []Way{
+		{"subprotocol", wsgate.Subprotocol(wsgate.DefaultMarker), "/ws",
+			[]string{"Sec-WebSocket-Protocol", Protocol + ", " + wsgate.DefaultMarker + ", " + token}},
+		{"prefix", wsgate.SubprotocolPrefix(wsgate.KubernetesPrefix), "/ws",
+			[]string{"Sec-WebSocket-Protocol", Protocol + ", " + wsgate.KubernetesPrefix + base64.RawURLEncoding.EncodeToString([]byte(token))}},
+		{"basic", wsgate.Basic(), "/ws",
+			[]string{"Authorization", "Basic " + base64.StdEncoding.EncodeToString([]byte(token+":")), "Sec-WebSocket-Protocol", Protocol}},
+		{"bearer", wsgate.Bearer(), "/ws",
+			[]string{"Authorization", "Bearer " + token, "Sec-WebSocket-Protocol", Protocol}},
+		{"cookie", wsgate.Cookie("session"), "/ws",
+			[]string{"Cookie", "theme=dark; session=" + token, "Origin", "http://" + Host, "Sec-WebSocket-Protocol", Protocol}},
+		{"query", wsgate.Query("access_token"), "/ws?access_token=" + url.QueryEscape(token) + "&room=1",
+			[]string{"Sec-WebSocket-Protocol", Protocol}},
+	}
+}
+
+// NewGate returns a gate with a static-token verifier, Protocol as its
+// application protocol and the given extractors.
+func NewGate(extractors ...wsgate.Extractor) *wsgate.Gate[User] {
+	return wsgate.New(wsgate.StaticToken(Token, User{Name: "alice"}), wsgate.Config{
+		Protocols:  protocols,
+		Extractors: extractors,
+	})
+}
+
+// GateHandler is the handler form: the gate upgrades, and the session
+// callback returns at once (the gate then closes the connection).
+func GateHandler(g *wsgate.Gate[User]) http.Handler {
+	return g.Handler(func(context.Context, wsgate.Session[User]) {})
+}
+
+// GateMiddleware is the middleware form: the gate authenticates, and the
+// wrapped handler upgrades with wsgate.Upgrade and closes.
+func GateMiddleware(g *wsgate.Gate[User]) http.Handler {
+	return g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, err := wsgate.Upgrade(w, r)
+		if err != nil {
+			return
+		}
+		conn.Close()
+	}))
+}
+
+// Cases returns every in-process case, contenders first. Each call makes
+// new gates.
+func Cases() []Case {
+	chat := []string{"Sec-WebSocket-Protocol", Protocol}
+	cs := []Case{
+		{Name: "Floor", Target: "/ws", Header: chat, Protocol: Protocol, Handler: http.HandlerFunc(Floor)},
+		{Name: "Validate101", Target: "/ws", Header: chat, Protocol: Protocol, Handler: http.HandlerFunc(Validate101)},
+		{Name: "Gobwas", Target: "/ws", Handler: http.HandlerFunc(Gobwas)},
+		{Name: "GobwasProtocol", Target: "/ws", Header: chat, Protocol: Protocol, Handler: http.HandlerFunc(GobwasProtocol)},
+		{Name: "Gorilla", Target: "/ws", Header: chat, Protocol: Protocol, Handler: http.HandlerFunc(Gorilla)},
+		{Name: "Coder", Target: "/ws", Header: chat, Protocol: Protocol, Handler: http.HandlerFunc(Coder)},
+		{Name: "Naive", Target: "/ws", Header: []string{"Authorization", "Bearer " + Token, "Sec-WebSocket-Protocol", Protocol},
+			Protocol: Protocol, Handler: http.HandlerFunc(Naive)},
+	}
+	ways := Ways()
+	for _, form := range []string{"WsgateHandler", "WsgateMiddleware"} {
+		for _, w := range ways {
+			g := NewGate(w.Extractor)
+			h := GateHandler(g)
+			if form == "WsgateMiddleware" {
+				h = GateMiddleware(g)
+			}
+			cs = append(cs, Case{Name: form + "/" + w.Name, Target: w.Target, Header: w.Header, Protocol: Protocol, Handler: h})
+		}
+	}
+	all := make([]wsgate.Extractor, len(ways))
+	for i, w := range ways {
+		all[i] = w.Extractor
+	}
+	sub := ways[0]
+	cs = append(cs,
+		Case{Name: "WsgateExtractors/1", Target: sub.Target, Header: sub.Header, Protocol: Protocol, Handler: GateHandler(NewGate(sub.Extractor))},
+		Case{Name: "WsgateExtractors/6", Target: sub.Target, Header: sub.Header, Protocol: Protocol, Handler: GateHandler(NewGate(all...))},
+	)
+	return cs
+}
+
+// E2ECases returns the cases the end-to-end program serves.
+func E2ECases() []Case {
+	want := map[string]bool{"Floor": true, "Validate101": true, "GobwasProtocol": true, "Gorilla": true, "Coder": true,
+		"WsgateHandler/subprotocol": true, "WsgateMiddleware/subprotocol": true}
+	var cs []Case
+	for _, c := range Cases() {
+		if want[c.Name] {
+			cs = append(cs, c)
+		}
+	}
+	return cs
+}
+
+// Request is a prepared handshake request for a case, restorable to its
+// first state after a handler changed it (wsgate removes the credential's
+// subprotocol entry and query parameter) without allocating.
+type Request struct {
+	R        *http.Request
+	uri      string
+	rawQuery string
+	protos   []string // the Sec-WebSocket-Protocol lines as built
+	lines    []string // the slice the header holds
+}
+
+// NewRequest builds c's request for host.
+func NewRequest(c Case, host string) *Request {
+	r, err := http.NewRequest(http.MethodGet, "http://"+host+c.Target, nil)
+	if err != nil {
+		panic(err)
+	}
+	r.RequestURI = c.Target
+	r.Header = http.Header{
+		"Upgrade":               {"websocket"},
+		"Connection":            {"Upgrade"},
+		"Sec-Websocket-Version": {"13"},
+		"Sec-Websocket-Key":     {Key},
+	}
+	for i := 0; i+1 < len(c.Header); i += 2 {
+		r.Header.Add(c.Header[i], c.Header[i+1])
+	}
+	q := &Request{R: r, uri: r.RequestURI, rawQuery: r.URL.RawQuery}
+	if p := r.Header["Sec-Websocket-Protocol"]; p != nil {
+		q.protos = append([]string(nil), p...)
+		q.lines = p
+	}
+	return q
+}
+
+// Reset restores the request target and Sec-WebSocket-Protocol lines.
+func (q *Request) Reset() {
+	q.R.RequestURI, q.R.URL.RawQuery = q.uri, q.rawQuery
+	if q.protos != nil {
+		copy(q.lines, q.protos)
+		q.R.Header["Sec-Websocket-Protocol"] = q.lines
+	}
+}
+
+// WireRequest is c's request as a client sends it to host.
+func WireRequest(c Case, host string) []byte {
+	var b strings.Builder
+	b.WriteString("GET " + c.Target + " HTTP/1.1\r\nHost: " + host +
+		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + Key + "\r\nSec-WebSocket-Version: 13\r\n")
+	for i := 0; i+1 < len(c.Header); i += 2 {
+		b.WriteString(c.Header[i] + ": " + c.Header[i+1] + "\r\n")
+	}
+	b.WriteString("\r\n")
+	return []byte(b.String())
+}
+
+// CheckResponse reports whether resp is exactly one valid 101 answer to a
+// request with Key: Upgrade and Connection headers, the right
+// Sec-WebSocket-Accept, and protocol echoed (or no Sec-WebSocket-Protocol
+// when protocol is ""). It allocates; tests and warm-ups only.
+func CheckResponse(resp []byte, protocol string) error {
+	br := bufio.NewReader(bytes.NewReader(resp))
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return fmt.Errorf("unreadable response %q: %v", resp, err)
+	}
+	h := res.Header
+	switch {
+	case res.StatusCode != http.StatusSwitchingProtocols:
+		return fmt.Errorf("status %d, not 101: %q", res.StatusCode, resp)
+	case !strings.EqualFold(h.Get("Upgrade"), "websocket"):
+		return fmt.Errorf("Upgrade %q", h.Get("Upgrade"))
+	case !strings.EqualFold(h.Get("Connection"), "upgrade"):
+		return fmt.Errorf("Connection %q", h.Get("Connection"))
+	case len(h["Sec-Websocket-Accept"]) != 1 || h.Get("Sec-Websocket-Accept") != wsgate.AcceptKey(Key):
+		return fmt.Errorf("Sec-WebSocket-Accept %q, want %q", h["Sec-Websocket-Accept"], wsgate.AcceptKey(Key))
+	case protocol == "" && len(h["Sec-Websocket-Protocol"]) != 0:
+		return fmt.Errorf("Sec-WebSocket-Protocol %q, want none", h["Sec-Websocket-Protocol"])
+	case protocol != "" && (len(h["Sec-Websocket-Protocol"]) != 1 || h.Get("Sec-Websocket-Protocol") != protocol):
+		return fmt.Errorf("Sec-WebSocket-Protocol %q, want %q", h["Sec-Websocket-Protocol"], protocol)
+	case br.Buffered() != 0:
+		return fmt.Errorf("%d bytes after the 101", br.Buffered())
+	}
+	return nil
+}

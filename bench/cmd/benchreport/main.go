@@ -1,0 +1,401 @@
+// Command benchreport turns the output of the in-process benchmarks (go
+// test -bench, several rounds in one file) and of e2ebench (-json) into
+// bench/RESULTS.md: the tables, the ratios of every case to the floors and
+// the contenders within each round, and the targets of issue 6 with PASS or
+// MISS.
+//
+// A ratio is the median over rounds of the ratio measured within one round,
+// so that a slow moment of the shared machine, which slows every case of its
+// round, cancels out.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"math"
+	"os"
+	"regexp"
+	"runtime"
+	"runtime/debug"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "github.com/wsgate/wsgate/bench" // for the module versions in the build info
+)
+
+// sample is one benchmark line.
+type sample struct {
+	ns, bytes, allocs float64
+}
+
+// inproc is every round of every case.
+type inproc struct {
+	cpu    string
+	order  []string
+	rounds map[string][]sample // case → one sample per round, in order
+}
+
+var benchLine = regexp.MustCompile(`^BenchmarkHandshake/(\S+?)(?:-\d+)?\s+\d+\s+([\d.]+) ns/op\s+([\d.]+) B/op\s+([\d.]+) allocs/op`)
+
+func readInproc(r io.Reader) (*inproc, error) {
+	in := &inproc{rounds: make(map[string][]sample)}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		if cpu, ok := strings.CutPrefix(line, "cpu: "); ok {
+			in.cpu = strings.TrimSpace(cpu)
+		}
+		m := benchLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		var s sample
+		s.ns, _ = strconv.ParseFloat(m[2], 64)
+		s.bytes, _ = strconv.ParseFloat(m[3], 64)
+		s.allocs, _ = strconv.ParseFloat(m[4], 64)
+		if _, ok := in.rounds[m[1]]; !ok {
+			in.order = append(in.order, m[1])
+		}
+		in.rounds[m[1]] = append(in.rounds[m[1]], s)
+	}
+	if len(in.order) == 0 {
+		return nil, fmt.Errorf("no BenchmarkHandshake lines")
+	}
+	return in, sc.Err()
+}
+
+func (in *inproc) has(name string) bool { _, ok := in.rounds[name]; return ok }
+
+// median of a field over rounds.
+func (in *inproc) median(name string, f func(sample) float64) float64 {
+	var v []float64
+	for _, s := range in.rounds[name] {
+		v = append(v, f(s))
+	}
+	return median(v)
+}
+
+// ratio is the median over rounds of a's time divided by b's in the same
+// round.
+func (in *inproc) ratio(a, b string) float64 {
+	ra, rb := in.rounds[a], in.rounds[b]
+	n := min(len(ra), len(rb))
+	if n == 0 {
+		return math.NaN()
+	}
+	v := make([]float64, n)
+	for i := range v {
+		v[i] = ra[i].ns / rb[i].ns
+	}
+	return median(v)
+}
+
+// bestRatio is the ratio of a's fastest round to b's fastest round: the
+// machine's noise only ever adds time, so the fastest rounds are the least
+// disturbed ones.
+func (in *inproc) bestRatio(a, b string) float64 {
+	return in.best(a) / in.best(b)
+}
+
+func (in *inproc) best(name string) float64 {
+	m := math.Inf(1)
+	for _, s := range in.rounds[name] {
+		m = min(m, s.ns)
+	}
+	return m
+}
+
+// spread is (max-min)/median of a case's time over rounds.
+func (in *inproc) spread(name string) float64 {
+	var v []float64
+	for _, s := range in.rounds[name] {
+		v = append(v, s.ns)
+	}
+	sort.Float64s(v)
+	return (v[len(v)-1] - v[0]) / median(v)
+}
+
+// e2e is e2ebench's JSON.
+type e2e struct {
+	GoVersion  string  `json:"go_version"`
+	GOMAXPROCS int     `json:"gomaxprocs"`
+	N          int     `json:"n"`
+	Rounds     int     `json:"rounds"`
+	Clients    []int   `json:"clients"`
+	Errors     int     `json:"errors"`
+	Elapsed    string  `json:"elapsed"`
+	Results    []e2eRR `json:"results"`
+}
+
+type e2eRR struct {
+	Case         string    `json:"case"`
+	Clients      int       `json:"clients"`
+	PerSec       []float64 `json:"per_sec"`
+	MedianPerSec float64   `json:"median_per_sec"`
+	RatioFloor   float64   `json:"ratio_floor"`
+	P50          float64   `json:"p50_us"`
+	P99          float64   `json:"p99_us"`
+	Mallocs      float64   `json:"server_mallocs_per_handshake"`
+	Bytes        float64   `json:"server_bytes_per_handshake"`
+}
+
+func (e *e2e) find(name string, clients int) *e2eRR {
+	for i := range e.Results {
+		if e.Results[i].Case == name && e.Results[i].Clients == clients {
+			return &e.Results[i]
+		}
+	}
+	return nil
+}
+
+func main() {
+	inFile := flag.String("inproc", "", "go test -bench output of every round")
+	e2eFile := flag.String("e2e", "", "e2ebench -json output")
+	out := flag.String("o", "RESULTS.md", "where to write the report")
+	commit := flag.String("commit", "", "the wsgate commit measured")
+	cmdline := flag.String("run", "", "how the run was made, for the report")
+	profile := flag.String("profile", "", "CPU profile summary (run.sh -profiles) to quote when a target is missed")
+	failMiss := flag.Bool("fail-on-miss", false, "exit 1 when a target is missed")
+	flag.Parse()
+	log.SetFlags(0)
+	log.SetPrefix("benchreport: ")
+
+	f, err := os.Open(*inFile)
+	if err != nil {
+		log.Fatal(err)
+	}
+	in, err := readInproc(f)
+	f.Close()
+	if err != nil {
+		log.Fatal(err)
+	}
+	var e *e2e
+	if *e2eFile != "" {
+		b, err := os.ReadFile(*e2eFile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		e = new(e2e)
+		if err := json.Unmarshal(b, e); err != nil {
+			log.Fatal(err)
+		}
+	}
+	var b strings.Builder
+	missed := write(&b, in, e, *commit, *cmdline, *profile)
+	if err := os.WriteFile(*out, []byte(b.String()), 0o644); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("wrote %s: %d targets missed\n", *out, missed)
+	if missed > 0 && *failMiss {
+		os.Exit(1)
+	}
+}
+
+const (
+	wsgateSub  = "WsgateHandler/subprotocol"
+	wsgateMid  = "WsgateMiddleware/subprotocol"
+	extractor1 = "WsgateExtractors/1"
+	extractor6 = "WsgateExtractors/6"
+)
+
+// references are the cases every other is compared with, in column order.
+var references = []string{"Floor", "Validate101", "Gobwas", "GobwasProtocol", "Gorilla", "Coder", "Naive"}
+
+type target struct {
+	what, measured, limit string
+	pass                  bool
+}
+
+func targets(in *inproc, e *e2e) []target {
+	var ts []target
+	add := func(what, measured, limit string, pass bool) {
+		ts = append(ts, target{what, measured, limit, pass})
+	}
+	if in.has(wsgateSub) && in.has("Validate101") {
+		r := in.ratio(wsgateSub, "Validate101")
+		add("wsgate subprotocol, handler form: time vs Validate101", x(r)+best(in.bestRatio(wsgateSub, "Validate101")), "≤ 1.30×", r <= 1.30)
+	}
+	if in.has(wsgateSub) && in.has("GobwasProtocol") {
+		r := in.ratio(wsgateSub, "GobwasProtocol")
+		add("wsgate subprotocol, handler form: time vs GobwasProtocol (no authentication)", x(r)+best(in.bestRatio(wsgateSub, "GobwasProtocol")), "≤ 1.00×", r <= 1.00)
+	}
+	for _, c := range []struct {
+		name   string
+		factor float64
+	}{{"Gorilla", 3}, {"Coder", 10}} {
+		if !in.has(wsgateSub) || !in.has(c.name) {
+			continue
+		}
+		r := in.ratio(c.name, wsgateSub)
+		add(fmt.Sprintf("wsgate subprotocol, handler form: faster than %s", c.name),
+			fmt.Sprintf("%s takes %.2f× wsgate's time", c.name, r)+best(in.bestRatio(c.name, wsgateSub)), fmt.Sprintf("≥ %.0f×", c.factor), r >= c.factor)
+		wa, ca := in.median(wsgateSub, allocsOf), in.median(c.name, allocsOf)
+		add(fmt.Sprintf("wsgate subprotocol, handler form: fewer allocations than %s", c.name),
+			fmt.Sprintf("%.0f vs %.0f allocs/op", wa, ca), "fewer", wa < ca)
+	}
+	if e != nil {
+		for _, name := range []string{wsgateSub, wsgateMid} {
+			if r := e.find(name, 16); r != nil {
+				form := "handler form"
+				if name == wsgateMid {
+					form = "middleware form"
+				}
+				add("end to end, 16 clients: wsgate subprotocol, "+form+", handshakes/s vs Floor",
+					x(r.RatioFloor), "≥ 0.95×", r.RatioFloor >= 0.95)
+			}
+		}
+	}
+	if in.has(extractor1) && in.has(extractor6) {
+		r := in.ratio(extractor6, extractor1)
+		add("6 extractors vs 1 (subprotocol credential, handler form): time", x(r)+best(in.bestRatio(extractor6, extractor1)), "within 10% (0.90×–1.10×)", r >= 0.90 && r <= 1.10)
+	}
+	// The allocation budget of issue 6 (to be enforced by tests in the
+	// main module), reported here too.
+	if in.has(wsgateSub) && in.has("GobwasProtocol") {
+		wa, ga := in.median(wsgateSub, allocsOf), in.median("GobwasProtocol", allocsOf)
+		add("allocation budget: wsgate subprotocol, handler form, allocs ≤ GobwasProtocol's",
+			fmt.Sprintf("%.0f vs %.0f allocs/op", wa, ga), "≤", wa <= ga)
+	}
+	return ts
+}
+
+func allocsOf(s sample) float64 { return s.allocs }
+func nsOf(s sample) float64     { return s.ns }
+func bytesOf(s sample) float64  { return s.bytes }
+
+func x(r float64) string { return fmt.Sprintf("%.2f×", r) }
+
+func best(r float64) string { return fmt.Sprintf(" (fastest rounds: %.2f×)", r) }
+
+func write(b *strings.Builder, in *inproc, e *e2e, commit, cmdline, profile string) int {
+	fmt.Fprintf(b, "# Handshake benchmark results\n\n")
+	fmt.Fprintf(b, "Generated by `bench/run.sh` (see [README.md](README.md) for how to read this). Absolute times on a\n"+
+		"shared 2-core machine are noise; compare the ratios, which are measured within one round.\n\n")
+	fmt.Fprintf(b, "| | |\n|---|---|\n")
+	fmt.Fprintf(b, "| date | %s |\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(b, "| Go | %s %s/%s |\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(b, "| CPU | %s (%d logical CPUs) |\n", in.cpu, runtime.NumCPU())
+	if commit != "" {
+		fmt.Fprintf(b, "| wsgate | `%s` |\n", commit)
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			switch d.Path {
+			case "github.com/gobwas/ws", "github.com/gorilla/websocket", "github.com/coder/websocket":
+				fmt.Fprintf(b, "| %s | %s |\n", d.Path, d.Version)
+			}
+		}
+	}
+	n := len(in.rounds[in.order[0]])
+	fmt.Fprintf(b, "| in process | %d rounds of every case |\n", n)
+	if e != nil {
+		fmt.Fprintf(b, "| end to end | %d rounds of %d handshakes per case and number of clients, GOMAXPROCS %d, %d failed |\n",
+			e.Rounds, e.N, e.GOMAXPROCS, e.Errors)
+	}
+	if cmdline != "" {
+		fmt.Fprintf(b, "| run | `%s` |\n", cmdline)
+	}
+
+	ts := targets(in, e)
+	missed := 0
+	fmt.Fprintf(b, "\n## Targets (issue 6)\n\nIn-process ratios: the median of the per-round ratios decides; in parentheses, the ratio of\n"+
+		"the two cases' fastest rounds, for comparison (noise only adds time).\n\n| target | measured | limit | |\n|---|---|---|---|\n")
+	for _, t := range ts {
+		verdict := "PASS"
+		if !t.pass {
+			verdict = "**MISS**"
+			missed++
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", t.what, t.measured, t.limit, verdict)
+	}
+
+	fmt.Fprintf(b, "\n## In process\n\nOne full handshake per operation on the in-memory hijackable writer. ns/op, B/op and\n"+
+		"allocs/op are medians over rounds; fastest is the fastest round's ns/op; spread is (slowest − fastest) / median of ns/op over rounds.\n"+
+		"Each × column is the case's time divided by that reference's time, the median of the per-round ratios\n"+
+		"(below 1: faster than the reference).\n\n")
+	var refs []string
+	for _, r := range references {
+		if in.has(r) {
+			refs = append(refs, r)
+		}
+	}
+	fmt.Fprintf(b, "| case | ns/op | fastest | spread | B/op | allocs/op |")
+	for _, r := range refs {
+		fmt.Fprintf(b, " × %s |", r)
+	}
+	fmt.Fprintf(b, "\n|---|---:|---:|---:|---:|---:|%s\n", strings.Repeat("---:|", len(refs)))
+	for _, c := range in.order {
+		fmt.Fprintf(b, "| %s | %.0f | %.0f | %.0f%% | %.0f | %.0f |", c, in.median(c, nsOf), in.best(c), 100*in.spread(c), in.median(c, bytesOf), in.median(c, allocsOf))
+		for _, r := range refs {
+			fmt.Fprintf(b, " %.2f |", in.ratio(c, r))
+		}
+		fmt.Fprintln(b)
+	}
+
+	if e != nil {
+		fmt.Fprintf(b, "\n## End to end (loopback TCP)\n\nServers in a child process, one net/http server per case on 127.0.0.1; each client\n"+
+			"handshake dials, sends the request, reads the 101 and closes. handshakes/s is the median over rounds,\n"+
+			"× Floor the median of the per-round ratios; p50 and p99 are over all rounds' handshakes; server\n"+
+			"mallocs and bytes per handshake (runtime.MemStats deltas in the server process) include net/http's\n"+
+			"own cost of accepting the connection and reading the request.\n")
+		for _, lv := range e.Clients {
+			fmt.Fprintf(b, "\n### %d concurrent client(s)\n\n| case | handshakes/s | × Floor | p50 µs | p99 µs | server mallocs/hs | server B/hs |\n|---|---:|---:|---:|---:|---:|---:|\n", lv)
+			for _, r := range e.Results {
+				if r.Clients != lv {
+					continue
+				}
+				fmt.Fprintf(b, "| %s | %.0f | %.2f | %.0f | %.0f | %.1f | %.0f |\n", r.Case, r.MedianPerSec, r.RatioFloor, r.P50, r.P99, r.Mallocs, r.Bytes)
+			}
+		}
+	}
+	if missed > 0 {
+		fmt.Fprintf(b, "\n## Missed targets\n\n%d target(s) missed in this run; the CPU and memory profiles of the wsgate handler\n"+
+			"and middleware forms are in [profiles/](profiles/) (`bench/run.sh -profiles`).\n", missed)
+		if profile != "" {
+			quoteProfile(b, profile)
+		}
+	}
+	return missed
+}
+
+// quoteProfile copies the head of the by-cumulative-time table of a CPU
+// profile summary written by run.sh.
+func quoteProfile(b *strings.Builder, file string) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		log.Printf("no profile to quote: %v", err)
+		return
+	}
+	lines := strings.Split(string(data), "\n")
+	head, from := lines[0], -1
+	for i, l := range lines {
+		if strings.HasPrefix(l, "# The same, by cumulative time") {
+			from = i
+		}
+	}
+	if from < 0 {
+		return
+	}
+	end := min(len(lines), from+32)
+	fmt.Fprintf(b, "\nWhere the time of `WsgateHandler/subprotocol` goes, by cumulative CPU time (from\n"+
+		"[%s](%s), profiled in this run; %s):\n\n```\n%s\n```\n",
+		strings.TrimPrefix(file, "profiles/"), file, strings.TrimPrefix(head, "# "), strings.Join(lines[from+1:end], "\n"))
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
