@@ -247,9 +247,9 @@ func (e *Extractor) extract(r *http.Request, o *offered) (Credential, error) {
 	case kindSubprotocolPrefix:
 		return e.fromPrefix(o)
 	case kindBasic:
-		return e.fromBasic(r)
+		return e.fromBasic(r, o)
 	case kindBearer:
-		return e.fromBearer(r)
+		return e.fromBearer(r, o)
 	case kindCookie:
 		return e.fromCookie(r)
 	case kindQuery:
@@ -302,8 +302,11 @@ func (e *Extractor) fromPrefix(o *offered) (Credential, error) {
 
 // authorization returns the value of the single Authorization header if its
 // scheme is scheme, and the parameters after the scheme.
-func authorization(r *http.Request, scheme string) (string, bool, error) {
-	lines := r.Header[hAuth]
+func authorization(r *http.Request, o *offered, scheme string) (string, bool, error) {
+	if !o.authRead {
+		o.auth, o.authRead = r.Header[hAuth], true
+	}
+	lines := o.auth
 	if len(lines) == 0 {
 		return "", false, nil
 	}
@@ -329,8 +332,8 @@ func hasScheme(v, scheme string) bool {
 		(len(v) == len(scheme) || v[len(scheme)] == ' ')
 }
 
-func (e *Extractor) fromBasic(r *http.Request) (Credential, error) {
-	v, ok, err := authorization(r, "Basic")
+func (e *Extractor) fromBasic(r *http.Request, o *offered) (Credential, error) {
+	v, ok, err := authorization(r, o, "Basic")
 	if !ok {
 		return Credential{}, errNoCredential
 	}
@@ -390,8 +393,8 @@ func isBase64Value(v string) bool {
 	return len(v)-end <= 2
 }
 
-func (e *Extractor) fromBearer(r *http.Request) (Credential, error) {
-	v, ok, err := authorization(r, "Bearer")
+func (e *Extractor) fromBearer(r *http.Request, o *offered) (Credential, error) {
+	v, ok, err := authorization(r, o, "Bearer")
 	if !ok {
 		return Credential{}, errNoCredential
 	}

@@ -17,6 +17,11 @@ type offered struct {
 	n    int
 	// secret marks entries that hold a credential: they are never echoed.
 	secret uint32
+
+	// auth holds the request's Authorization lines once authRead is set, so
+	// that the Basic and Bearer extractors share one header lookup.
+	auth     []string
+	authRead bool
 }
 
 // parse reads the offered list from every Sec-WebSocket-Protocol line. An
