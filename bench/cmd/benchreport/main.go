@@ -1,7 +1,7 @@
 // Command benchreport turns the output of the in-process benchmarks (go
 // test -bench, several rounds in one file) and of e2ebench (-json) into
 // bench/RESULTS.md: the tables, the ratios of every case to the floors and
-// the contenders within each round, and the targets of issue 6 with PASS or
+// the contenders within each round, and the project's performance targets with PASS or
 // MISS.
 //
 // A ratio is the median over rounds of the ratio measured within one round,
@@ -255,8 +255,8 @@ func targets(in *inproc, e *e2e) []target {
 		r := in.ratio(extractor6, extractor1)
 		add("6 extractors vs 1 (subprotocol credential, handler form): time", x(r)+best(in.bestRatio(extractor6, extractor1)), "within 10% (0.90×–1.10×)", r >= 0.90 && r <= 1.10)
 	}
-	// The allocation budget of issue 6 (to be enforced by tests in the
-	// main module), reported here too.
+	// The allocation budget: the handler form allocates no more than
+	// gobwas's HTTPUpgrader with protocol selection.
 	if in.has(wsgateSub) && in.has("GobwasProtocol") {
 		wa, ga := in.median(wsgateSub, allocsOf), in.median("GobwasProtocol", allocsOf)
 		add("allocation budget: wsgate subprotocol, handler form, allocs ≤ GobwasProtocol's",
@@ -304,7 +304,7 @@ func write(b *strings.Builder, in *inproc, e *e2e, commit, cmdline, profile stri
 
 	ts := targets(in, e)
 	missed := 0
-	fmt.Fprintf(b, "\n## Targets (issue 6)\n\nIn-process ratios: the median of the per-round ratios decides; in parentheses, the ratio of\n"+
+	fmt.Fprintf(b, "\n## Targets\n\nIn-process ratios: the median of the per-round ratios decides; in parentheses, the ratio of\n"+
 		"the two cases' fastest rounds, for comparison (noise only adds time).\n\n| target | measured | limit | |\n|---|---|---|---|\n")
 	for _, t := range ts {
 		verdict := "PASS"
