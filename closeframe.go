@@ -159,20 +159,22 @@ func unwrapConn(c net.Conn) net.Conn {
 	return c
 }
 
-// refuse answers a refused handshake as the gate's RefusalMode says.
-func (g *Gate[P]) refuse(w http.ResponseWriter, r *http.Request, err *Error) {
+// refuse answers a refused handshake as the gate's RefusalMode says, and
+// returns the code of the close frame it sent, or 0 for an HTTP answer.
+func (g *Gate[P]) refuse(w http.ResponseWriter, r *http.Request, err *Error) ws.StatusCode {
 	code, reason, ok := CloseCodeFor(err)
 	if g.refusal != RefuseCloseFrame || !ok {
 		writeError(w, err, g.challenges, g.basic, r.ProtoMajor == 2)
-		return
+		return 0
 	}
 	plain, _ := checkHandshake(r)
 	protocol := g.refusalEcho(r.Header[hWSProtocol])
 	conn, uerr := upgrade(w, r, protocol, g.selectors[protocol], plain, "")
 	if uerr != nil {
-		return
+		return 0
 	}
 	refuseWith(conn, code, reason)
+	return code
 }
 
 // Refuse answers err, a refusal from Gate.Authenticate, the way the gate's

@@ -99,7 +99,7 @@ func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time
 	conn, err := upgrade(w, r, protocol, g.selectors[protocol], plain, "")
 	if err != nil {
 		if g.observed() {
-			g.observe(r, start, http.StatusInternalServerError, SourceMessage, err)
+			g.observe(r, start, http.StatusInternalServerError, SourceMessage, err, 0)
 		}
 		return
 	}
@@ -110,7 +110,7 @@ func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time
 			refuseWith(conn, code, reason)
 		}
 		if g.observed() {
-			g.observe(r, start, http.StatusUnauthorized, SourceMessage, errNoCredential)
+			g.observe(r, start, http.StatusUnauthorized, SourceMessage, inBandFailure(code, reason), code)
 		}
 		return
 	}
@@ -118,7 +118,7 @@ func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time
 	if perr != nil {
 		refuseWith(conn, CloseUnauthorized, errMalformed401.Reason)
 		if g.observed() {
-			g.observe(r, start, http.StatusUnauthorized, SourceMessage, errMalformed401.withSource(SourceMessage))
+			g.observe(r, start, http.StatusUnauthorized, SourceMessage, errMalformed401.withSource(SourceMessage), CloseUnauthorized)
 		}
 		return
 	}
@@ -130,12 +130,12 @@ func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time
 		code, reason, _ := CloseCodeFor(verr)
 		refuseWith(conn, code, reason)
 		if g.observed() {
-			g.observe(r, start, verr.Status, SourceMessage, verr)
+			g.observe(r, start, verr.Status, SourceMessage, verr, code)
 		}
 		return
 	}
 	if g.observed() {
-		g.observe(r, start, switchedStatus(r), SourceMessage, nil)
+		g.observe(r, start, switchedStatus(r), SourceMessage, nil, 0)
 	}
 	g.serveSession(r, conn, a, serve)
 }
@@ -169,6 +169,20 @@ func readAuthMessage(conn net.Conn, a *InBandAuth) (msg []byte, code ws.StatusCo
 	ws.Cipher(msg, h.Mask, 0)
 	_ = conn.SetReadDeadline(time.Time{})
 	return msg, 0, ""
+}
+
+// inBandFailure is the refusal OnHandshake and the logger get for a first
+// message that could not be read: ErrNoCredential when none arrived (the
+// deadline passed, or the client went away), ErrMalformedCredential when
+// what arrived was not a usable message. Its reason is the close frame's.
+func inBandFailure(code ws.StatusCode, reason string) *Error {
+	switch code {
+	case 0:
+		return refusal(ErrNoCredential, http.StatusUnauthorized, "", "client went away before authenticating").withSource(SourceMessage)
+	case CloseAuthTimeout:
+		return refusal(ErrNoCredential, http.StatusUnauthorized, "", reason).withSource(SourceMessage)
+	}
+	return refusal(ErrMalformedCredential, http.StatusUnauthorized, "", reason).withSource(SourceMessage)
 }
 
 func readFailure(err error) (ws.StatusCode, string) {

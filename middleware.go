@@ -359,14 +359,14 @@ func (g *Gate[P]) Middleware(next http.Handler) http.Handler {
 		}
 		a, err := g.authenticate(r)
 		if err != nil {
-			g.refuse(w, r, err)
+			closeCode := g.refuse(w, r, err)
 			if g.observed() {
-				g.observe(r, start, err.Status, err.Source, err)
+				g.observe(r, start, err.Status, err.Source, err, closeCode)
 			}
 			return
 		}
 		if g.observed() {
-			g.observe(r, start, 0, a.Source, nil)
+			g.observe(r, start, 0, a.Source, nil, 0)
 		}
 		c := &gateContext[P]{Context: r.Context(), principal: a.Principal, gateValue: gateValue{source: a.Source,
 			protocol: a.Protocol, expires: a.Expires, selector: g.selectors[a.Protocol], plain: a.plain, ext: a.ext}}
@@ -392,9 +392,9 @@ func (g *Gate[P]) Handler(serve func(ctx context.Context, s Session[P])) http.Ha
 				g.serveInBand(w, r, start, serve)
 				return
 			}
-			g.refuse(w, r, err)
+			closeCode := g.refuse(w, r, err)
 			if g.observed() {
-				g.observe(r, start, err.Status, err.Source, err)
+				g.observe(r, start, err.Status, err.Source, err, closeCode)
 			}
 			return
 		}
@@ -404,7 +404,7 @@ func (g *Gate[P]) Handler(serve func(ctx context.Context, s Session[P])) http.Ha
 			if e, ok := uerr.(*Error); ok {
 				status = e.Status
 			}
-			g.observe(r, start, status, a.Source, uerr)
+			g.observe(r, start, status, a.Source, uerr, 0)
 		}
 		if uerr != nil {
 			return

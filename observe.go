@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/gobwas/ws"
 )
 
 // HandshakeEvent describes one handshake a Gate answered, for
@@ -23,6 +25,11 @@ type HandshakeEvent struct {
 	// Err is the refusal (an *Error) or the upgrade failure; nil when
 	// Accepted.
 	Err error
+	// CloseCode is the code of the close frame the gate sent instead of an
+	// HTTP refusal (under RefuseCloseFrame, or a failed in-band
+	// authentication), and 0 when it sent none: the client got an HTTP
+	// answer, was accepted, or went away first.
+	CloseCode ws.StatusCode
 	// Duration is the time from the request's arrival at the gate to its
 	// answer (the 101 written, the request passed on, or the refusal).
 	Duration time.Duration
@@ -35,12 +42,13 @@ type HandshakeEvent struct {
 func (g *Gate[P]) observed() bool { return g.onHandshake != nil || g.logger != nil }
 
 // observe reports one handshake to the hook and the logger.
-func (g *Gate[P]) observe(r *http.Request, start time.Time, status int, src Source, err error) {
+func (g *Gate[P]) observe(r *http.Request, start time.Time, status int, src Source, err error, closeCode ws.StatusCode) {
 	ev := HandshakeEvent{
 		Accepted:   err == nil,
 		Status:     status,
 		Source:     src,
 		Err:        err,
+		CloseCode:  closeCode,
 		Duration:   time.Since(start),
 		RemoteAddr: r.RemoteAddr,
 		Path:       r.URL.Path,
@@ -80,5 +88,8 @@ func logHandshake(ctx context.Context, l *slog.Logger, ev HandshakeEvent) {
 		level = slog.LevelError
 	}
 	attrs = append(attrs, slog.String("reason", reason))
+	if ev.CloseCode != 0 {
+		attrs = append(attrs, slog.Int("close_code", int(ev.CloseCode)))
+	}
 	l.LogAttrs(ctx, level, "wsgate: handshake refused", attrs...)
 }

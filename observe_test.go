@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -144,4 +145,85 @@ func TestOnHandshakeSeesInBandOutcomes(t *testing.T) {
 	assert.False(t, got.all[1].Accepted)
 	assert.Equal(t, 401, got.all[1].Status)
 	assert.ErrorIs(t, got.all[1].Err, ErrInvalidToken)
+	assert.Equal(t, CloseUnauthorized, got.all[1].CloseCode)
+}
+
+// TestOnHandshakeReportsCloseCodes checks that the hook can tell the
+// refusals a client got as close frames apart: which code was sent, and why
+// an in-band authentication failed.
+func TestOnHandshakeReportsCloseCodes(t *testing.T) {
+	var got events
+	last := func() HandshakeEvent {
+		var ev HandshakeEvent
+		require.Eventually(t, func() bool {
+			got.mu.Lock()
+			defer got.mu.Unlock()
+			if len(got.all) == 0 {
+				return false
+			}
+			ev, got.all = got.all[0], got.all[1:]
+			return true
+		}, 5*time.Second, 5*time.Millisecond)
+		return ev
+	}
+	inband := New(refusingVerifier, Config{
+		Protocols:   []string{"chat"},
+		InBand:      &InBandAuth{Timeout: 100 * time.Millisecond, MaxSize: 64},
+		OnHandshake: got.add,
+	})
+	srv := newServer(t, inband.Handler(echoSession))
+	addr := srv.Listener.Addr().String()
+	cases := []struct {
+		name   string
+		after  string
+		code   ws.StatusCode
+		kind   error
+		reason string
+	}{
+		{"no message in time", "", CloseAuthTimeout, ErrNoCredential, "authentication timed out"},
+		{"a message over MaxSize", clientFrame(authMessage(strings.Repeat("x", 100))), CloseMessageTooBig, ErrMalformedCredential, "authentication message too big"},
+		{"a ping first", func() string {
+			var b strings.Builder
+			_ = ws.WriteFrame(&b, ws.MaskFrame(ws.NewPingFrame(nil)))
+			return b.String()
+		}(), CloseUnauthorized, ErrMalformedCredential, "first message must carry the credential"},
+	}
+	for _, tt := range cases {
+		t.Run("in-band: "+tt.name, func(t *testing.T) {
+			conn, br, resp := rawHandshake(t, addr, "", tt.after)
+			require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+			code, _ := readClose(t, br)
+			conn.Close() // as a client does after the close frame; the gate stops waiting
+			require.Equal(t, tt.code, code)
+			ev := last()
+			assert.Equal(t, tt.code, ev.CloseCode)
+			assert.Equal(t, http.StatusUnauthorized, ev.Status)
+			assert.Equal(t, SourceMessage, ev.Source)
+			assert.ErrorIs(t, ev.Err, tt.kind)
+			var e *Error
+			require.ErrorAs(t, ev.Err, &e)
+			assert.Equal(t, tt.reason, e.Reason)
+		})
+	}
+
+	cf := New(refusingVerifier, Config{Refusal: RefuseCloseFrame, OnHandshake: got.add})
+	cfSrv := newServer(t, cf.Handler(echoSession))
+	t.Run("close-frame mode", func(t *testing.T) {
+		conn, br, resp := rawHandshake(t, cfSrv.Listener.Addr().String(), "Authorization: Bearer wrong\r\n", "")
+		require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+		code, _ := readClose(t, br)
+		conn.Close()
+		require.Equal(t, CloseUnauthorized, code)
+		ev := last()
+		assert.Equal(t, CloseUnauthorized, ev.CloseCode)
+		assert.Equal(t, http.StatusUnauthorized, ev.Status)
+		assert.ErrorIs(t, ev.Err, ErrInvalidToken)
+	})
+	t.Run("close-frame mode, an origin refusal stays HTTP", func(t *testing.T) {
+		_, _, resp := rawHandshake(t, cfSrv.Listener.Addr().String(), "Origin: https://evil.example\r\n", "")
+		require.Equal(t, http.StatusForbidden, resp.StatusCode)
+		ev := last()
+		assert.Zero(t, ev.CloseCode)
+		assert.ErrorIs(t, ev.Err, ErrOrigin)
+	})
 }

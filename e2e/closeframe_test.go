@@ -101,6 +101,16 @@ func (s *refusalServer) refusedWith(path string, kind error, status int) error {
 	return nil
 }
 
+// reportedClose checks that the gate's report for path names the close
+// code it sent.
+func (s *refusalServer) reportedClose(path string, code int) error {
+	evs := s.events(path)
+	if len(evs) != 1 || int(evs[0].CloseCode) != code {
+		return fmt.Errorf("want one report with close code %d at %s; gate reported %+v", code, path, evs)
+	}
+	return nil
+}
+
 const closePageHTML = `<!doctype html>
 <html><head><meta charset="utf-8"><title>wsgate e2e close frames</title></head>
 <body><p>wsgate e2e close-frame page</p>
@@ -300,10 +310,10 @@ func TestInBandBrowser(t *testing.T) {
 		if d := time.Since(start); d < inBandTimeout {
 			t.Errorf("closed after %v, before the %v deadline", d, inBandTimeout)
 		}
-		// The gate reports the timeout as a missing credential: its report
-		// does not tell a timeout (4408) from other failures to read the
-		// message.
 		if err := s.refusedWith("/inband/none", wsgate.ErrNoCredential, http.StatusUnauthorized); err != nil {
+			t.Error(err)
+		}
+		if err := s.reportedClose("/inband/none", 4408); err != nil {
 			t.Error(err)
 		}
 	})
@@ -312,7 +322,10 @@ func TestInBandBrowser(t *testing.T) {
 		if err := pageClosedWith(r, 1009, "authentication message too big"); err != nil {
 			t.Error(err)
 		}
-		if err := s.refusedWith("/inband/big", wsgate.ErrNoCredential, http.StatusUnauthorized); err != nil {
+		if err := s.refusedWith("/inband/big", wsgate.ErrMalformedCredential, http.StatusUnauthorized); err != nil {
+			t.Error(err)
+		}
+		if err := s.reportedClose("/inband/big", 1009); err != nil {
 			t.Error(err)
 		}
 	})

@@ -299,9 +299,8 @@ func wantRefused(t *testing.T, c demoCard, status int) {
 
 // wantClosed checks a card of an attempt refused after the upgrade: the
 // socket opens, no hello, then close code with reason, which the page
-// shows; /last has 101 and the code for path, unless lastReason is "" (the
-// server does not know the code).
-func wantClosed(t *testing.T, c demoCard, code int, reason, path, lastReason string) {
+// shows; /last has 101 and the same code and reason for path.
+func wantClosed(t *testing.T, c demoCard, code int, reason, path string) {
 	t.Helper()
 	if l, ok := c.line(`open; ws.protocol = "chat"`); !ok || l.Class != "ok" {
 		t.Errorf("want the socket to open; %s", c)
@@ -322,11 +321,8 @@ func wantClosed(t *testing.T, c demoCard, code int, reason, path, lastReason str
 	if l.Path != path || l.Status != http.StatusSwitchingProtocols || l.Source != "" {
 		t.Errorf("want /last 101 at %s; %s", path, c)
 	}
-	if lastReason == "" && (l.Close != code || l.Reason != reason) {
+	if l.Close != code || l.Reason != reason {
 		t.Errorf("want /last close %d %q; %s", code, reason, c)
-	}
-	if lastReason != "" && (l.Close != 0 || l.Reason != lastReason) {
-		t.Errorf("want /last without a close code, reason %q; %s", lastReason, c)
 	}
 }
 
@@ -404,8 +400,8 @@ func TestDemoPage(t *testing.T) {
 	if c.Title != "Wrong token (close frame)" {
 		t.Errorf("want the card titled for close-frame mode; %s", c)
 	}
-	wantClosed(t, c, 4401, "invalid credential", "/ws-close", "")
-	wantClosed(t, p.click(t, `button[data-way="none"]`), 4401, "credential required", "/ws-close", "")
+	wantClosed(t, c, 4401, "invalid credential", "/ws-close")
+	wantClosed(t, p.click(t, `button[data-way="none"]`), 4401, "credential required", "/ws-close")
 	wantWorks(t, p.click(t, `button[data-way="subprotocol"]`), "subprotocol")
 	p.setCloseFrames(t, false)
 
@@ -415,8 +411,8 @@ func TestDemoPage(t *testing.T) {
 	if _, ok := c.line(`first message {"type":"auth","token":"demo…"}`); !ok {
 		t.Errorf("want the masked first message; %s", c)
 	}
-	wantClosed(t, p.click(t, `button[data-inband="wrong"]`), 4401, "invalid credential", "/ws-inband", "")
-	wantClosed(t, p.click(t, `button[data-inband="none"]`), 4408, "authentication timed out", "/ws-inband", "no authentication message")
+	wantClosed(t, p.click(t, `button[data-inband="wrong"]`), 4401, "invalid credential", "/ws-inband")
+	wantClosed(t, p.click(t, `button[data-inband="none"]`), 4408, "authentication timed out", "/ws-inband")
 
 	c = p.click(t, `button[data-way="userinfo"]`)
 	wantWorks(t, c, "basic")
@@ -484,7 +480,8 @@ func TestDemoPage(t *testing.T) {
 		`reason="credential required" path=/ws-close`,
 		`way=message outcome=accepted status=101`,
 		`way=message outcome=refused status=101 close=4401`,
-		`reason="no authentication message" path=/ws-inband`,
+		`way=message outcome=refused status=101 close=4408`,
+		`reason="authentication timed out" path=/ws-inband`,
 		`way=query outcome=refused status=403 remote=`, // the cross-origin ticket
 		`reason="origin not allowed" path=/ws-close`,
 		"msg=ticket outcome=issued",

@@ -48,16 +48,6 @@ type pageConfig struct {
 	Cross  bool   // this listener is the cross-origin one
 }
 
-// refusalView says how a gate answers refusals, so that the demo can record
-// what the client got.
-type refusalView uint8
-
-const (
-	viewHTTP   refusalView = iota // HTTP errors before the upgrade
-	viewClose                     // close frames after the upgrade (wsgate.RefuseCloseFrame)
-	viewInBand                    // close frames as well, and in-band authentication
-)
-
 // demo holds the gates, the ticket store and the last handshake the server
 // saw; both listeners share one demo.
 type demo struct {
@@ -133,13 +123,13 @@ func newDemo(token string, log *slog.Logger) *demo {
 	d.gates[pathWS] = wsgate.New(d.verifyWS, wsgate.Config{
 		Protocols:   []string{"chat"},
 		Extractors:  extractors,
-		OnHandshake: d.observer(viewHTTP),
+		OnHandshake: d.observer(),
 	}).Handler(d.echo)
 	d.gates[pathWSClose] = wsgate.New(d.verifyWS, wsgate.Config{
 		Protocols:   []string{"chat"},
 		Extractors:  extractors,
 		Refusal:     wsgate.RefuseCloseFrame,
-		OnHandshake: d.observer(viewClose),
+		OnHandshake: d.observer(),
 	}).Handler(d.echo)
 	// The in-band gate keeps the default extractors (Bearer and the marker
 	// form): a handshake without a credential is upgraded, and its first
@@ -148,7 +138,7 @@ func newDemo(token string, log *slog.Logger) *demo {
 		Protocols:   []string{"chat"},
 		Refusal:     wsgate.RefuseCloseFrame,
 		InBand:      &wsgate.InBandAuth{Timeout: inBandTimeout},
-		OnHandshake: d.observer(viewInBand),
+		OnHandshake: d.observer(),
 	}).Handler(d.echo)
 	return d
 }
@@ -280,7 +270,7 @@ func (d *demo) serveWS(w http.ResponseWriter, r *http.Request) {
 // observer returns the gate's OnHandshake hook: it records refusals and
 // failed upgrades with what the client got (acceptances are recorded by
 // echo, which knows the subprotocol).
-func (d *demo) observer(view refusalView) func(wsgate.HandshakeEvent) {
+func (d *demo) observer() func(wsgate.HandshakeEvent) {
 	return func(ev wsgate.HandshakeEvent) {
 		if ev.Accepted {
 			return
@@ -296,18 +286,10 @@ func (d *demo) observer(view refusalView) func(wsgate.HandshakeEvent) {
 			d.finish(context.Background(), a, 0, 0, "upgrade failed", "", "")
 			return
 		}
-		status, reason, closeCode := ev.Status, e.Reason, 0
-		switch {
-		case view == viewInBand && ev.Source == wsgate.SourceMessage && errors.Is(ev.Err, wsgate.ErrNoCredential):
-			// The upgrade happened and no usable message came: the gate
-			// closed with 4408 (timeout), 1009 (too big), 4401 (not a data
-			// message) or nothing (the client left). The event does not
-			// say which; the page's close event does.
-			status, reason = http.StatusSwitchingProtocols, "no authentication message"
-		case view != viewHTTP:
-			if code, why, ok := wsgate.CloseCodeFor(ev.Err); ok {
-				status, closeCode, reason = http.StatusSwitchingProtocols, int(code), why
-			}
+		status, reason, closeCode := ev.Status, e.Reason, int(ev.CloseCode)
+		if closeCode != 0 {
+			// The upgrade happened, then the gate closed with this code.
+			status = http.StatusSwitchingProtocols
 		}
 		d.finish(context.Background(), a, status, closeCode, reason, "", "")
 	}
