@@ -63,12 +63,18 @@ func startChromium(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.
 // "undefined", a JSON array, or anything else the case wants to pass.
 func pageRun(t *testing.T, bctx context.Context, visit []string, wsURL, protocols string) clientResult {
 	t.Helper()
+	u, _ := json.Marshal(wsURL)
+	return pageEval(t, bctx, visit, fmt.Sprintf("tryWS(%s, %s, 10000)", u, protocols))
+}
+
+// pageEval opens a fresh browser context, loads each of visit in turn, and
+// evaluates expr, a promise of a clientResult, on the last page.
+func pageEval(t *testing.T, bctx context.Context, visit []string, expr string) clientResult {
+	t.Helper()
 	ctx, cancel := chromedp.NewContext(bctx, chromedp.WithNewBrowserContext())
 	defer cancel()
 	ctx, cancelT := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelT()
-	u, _ := json.Marshal(wsURL)
-	expr := fmt.Sprintf("tryWS(%s, %s, 10000)", u, protocols)
 	var steps []chromedp.Action[chromedp.Void]
 	for _, v := range visit {
 		steps = append(steps, chromedp.Navigate(v))

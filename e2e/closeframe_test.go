@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/chromedp"
 	"github.com/wsgate/wsgate"
 )
 
@@ -64,7 +63,7 @@ func newRefusalServer(t *testing.T) *refusalServer {
 	mux.Handle("/http/", wsgate.New(verify, cfg(wsgate.RefuseHTTP, nil)).Handler(echo))
 	mux.Handle("/inband/", wsgate.New(verify, cfg(wsgate.RefuseCloseFrame,
 		&wsgate.InBandAuth{Timeout: inBandTimeout, MaxSize: inBandMaxSize})).Handler(echo))
-	mux.HandleFunc("/page", serveClosePage)
+	mux.HandleFunc("/page", servePage)
 	_, s.URL, _ = serve(t, mux)
 	return s
 }
@@ -111,74 +110,19 @@ func (s *refusalServer) reportedClose(path string, code int) error {
 	return nil
 }
 
-const closePageHTML = `<!doctype html>
-<html><head><meta charset="utf-8"><title>wsgate e2e close frames</title></head>
-<body><p>wsgate e2e close-frame page</p>
-<script>
-// tryFirst opens a WebSocket, sends first (unless it is null) as soon as
-// it is open, reads the greeting, does one round trip, closes, and
-// resolves with what the page observed. It never rejects.
-window.tryFirst = function (url, protocols, first, timeoutMs) {
-  return new Promise(function (resolve) {
-    var r = {thrown: "", opened: false, protocol: "", greeting: "", echo: "", error: false, closeCode: 0, closeReason: "", wasClean: false};
-    var done = false;
-    function finish() { if (!done) { done = true; resolve(r); } }
-    setTimeout(function () { r.timedOut = true; finish(); }, timeoutMs);
-    var ws;
-    try {
-      ws = new WebSocket(url, protocols);
-    } catch (e) {
-      r.thrown = e.name + ": " + e.message;
-      finish();
-      return;
-    }
-    var n = 0;
-    ws.onopen = function () {
-      r.opened = true;
-      r.protocol = ws.protocol;
-      if (first !== null) ws.send(first);
-    };
-    ws.onerror = function () { r.error = true; };
-    ws.onmessage = function (m) {
-      n++;
-      if (n === 1) { r.greeting = m.data; ws.send("ping from page"); }
-      else { r.echo = m.data; ws.close(1000, "done"); }
-    };
-    ws.onclose = function (c) { r.closeCode = c.code; r.closeReason = c.reason; r.wasClean = c.wasClean; finish(); };
-  });
-};
-</script></body></html>
-`
-
-func serveClosePage(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	fmt.Fprint(w, closePageHTML)
-}
-
 // closePageRun loads page in a fresh browser context and runs
-// tryFirst(wsURL, protocols, first) there; first "" sends nothing.
+// tryWS(wsURL, protocols) there, sending first as the first message unless
+// it is "".
 func closePageRun(t *testing.T, bctx context.Context, page, wsURL string, protocols []string, first string) clientResult {
 	t.Helper()
-	ctx, cancel := chromedp.NewContext(bctx, chromedp.WithNewBrowserContext())
-	defer cancel()
-	ctx, cancelT := context.WithTimeout(ctx, 30*time.Second)
-	defer cancelT()
 	u, _ := json.Marshal(wsURL)
-	f := "null"
+	f := "undefined"
 	if first != "" {
 		b, _ := json.Marshal(first)
 		f = string(b)
 	}
-	expr := fmt.Sprintf("tryFirst(%s, %s, %s, 10000)", u, jsList(protocols...), f)
-	if err := chromedp.Do(ctx, chromedp.Navigate(page)); err != nil {
-		t.Fatalf("loading %s: %v", page, err)
-	}
-	r, err := chromedp.Run(ctx, chromedp.Evaluate[clientResult](expr, chromedp.EvalAwaitPromise))
-	if err != nil {
-		t.Fatalf("page %s, %s: %v", page, expr, err)
-	}
-	t.Logf("page %s, %s: %v reason=%q wasClean=%v", page, expr, r, r.CloseReason, r.WasClean)
+	r := pageEval(t, bctx, []string{page}, fmt.Sprintf("tryWS(%s, %s, 10000, %s)", u, jsList(protocols...), f))
+	t.Logf("close reason=%q wasClean=%v", r.CloseReason, r.WasClean)
 	return r
 }
 
@@ -245,7 +189,7 @@ func TestCloseFrameBrowser(t *testing.T) {
 	// in close-frame mode a page of another origin gets the HTTP 403, which
 	// it sees as an error event and 1006, and learns nothing more.
 	t.Run("another origin", func(t *testing.T) {
-		other := newClosePageServer(t)
+		other := newPageServer(t)
 		r := closePageRun(t, bctx, other+"/page", ws+"/cf/cross", []string{appProtocol, "access_token", testToken}, "")
 		if err := pageRefused(r); err != nil {
 			t.Error(err)
@@ -329,14 +273,4 @@ func TestInBandBrowser(t *testing.T) {
 			t.Error(err)
 		}
 	})
-}
-
-// newClosePageServer serves the close-frame page from another origin (same
-// site: 127.0.0.1, another port).
-func newClosePageServer(t *testing.T) string {
-	t.Helper()
-	mux := http.NewServeMux()
-	mux.HandleFunc("/page", serveClosePage)
-	_, u, _ := serve(t, mux)
-	return u
 }

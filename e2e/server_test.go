@@ -227,9 +227,10 @@ const pageHTML = `<!doctype html>
 <html><head><meta charset="utf-8"><title>wsgate e2e</title></head>
 <body><p>wsgate e2e page</p>
 <script>
-// tryWS opens a WebSocket, reads the greeting, does one round trip, closes,
-// and resolves with what the page observed. It never rejects.
-window.tryWS = function (url, protocols, timeoutMs) {
+// tryWS opens a WebSocket, sends first as soon as it is open (when first
+// is a string), reads the greeting, does one round trip, closes, and
+// resolves with what the page observed. It never rejects.
+window.tryWS = function (url, protocols, timeoutMs, first) {
   return new Promise(function (resolve) {
     var r = {thrown: "", opened: false, protocol: "", greeting: "", echo: "", error: false, closeCode: 0, closeReason: "", wasClean: false};
     var done = false;
@@ -244,7 +245,11 @@ window.tryWS = function (url, protocols, timeoutMs) {
       return;
     }
     var n = 0;
-    ws.onopen = function () { r.opened = true; r.protocol = ws.protocol; };
+    ws.onopen = function () {
+      r.opened = true;
+      r.protocol = ws.protocol;
+      if (typeof first === "string") ws.send(first);
+    };
     ws.onerror = function () { r.error = true; };
     ws.onmessage = function (m) {
       n++;
