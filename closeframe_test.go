@@ -301,6 +301,22 @@ func TestCloseReasonFitsAControlFrame(t *testing.T) {
 	assert.Equal(t, 122, len(cut), "cut on a rune boundary")
 }
 
+// tcpPair returns the two ends of a loopback TCP connection, closed when
+// the test ends.
+func tcpPair(t *testing.T) (client, server *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	s, err := ln.Accept()
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	return c.(*net.TCPConn), s.(*net.TCPConn)
+}
+
 // countingConn counts the bytes read from a TCP connection and whether it
 // was closed with bytes still to read.
 type countingConn struct {
@@ -319,18 +335,11 @@ func (c *countingConn) Read(p []byte) (int, error) {
 // destroy the close frame before the client reads it): the gate takes what
 // the client sent, and the client's close reply, off the wire first.
 func TestRefusalDrainsWhatTheClientSent(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	defer client.Close()
-	sc, err := ln.Accept()
-	require.NoError(t, err)
-	server := &countingConn{TCPConn: sc.(*net.TCPConn)}
+	client, sc := tcpPair(t)
+	server := &countingConn{TCPConn: sc}
 
 	pending := clientFrame(strings.Repeat("x", 100<<10)) // the rest of a message too big to read
-	_, err = io.WriteString(client, pending)
+	_, err := io.WriteString(client, pending)
 	require.NoError(t, err)
 	done := make(chan struct{})
 	go func() {
@@ -345,7 +354,7 @@ func TestRefusalDrainsWhatTheClientSent(t *testing.T) {
 	assert.Equal(t, "authentication message too big", reason)
 	reply := ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(code, "")))
 	require.NoError(t, ws.WriteFrame(client, reply))
-	require.NoError(t, client.(*net.TCPConn).CloseWrite())
+	require.NoError(t, client.CloseWrite())
 	assertClosed(t, br)
 	select {
 	case <-done:
@@ -360,14 +369,7 @@ func TestRefusalDrainsWhatTheClientSent(t *testing.T) {
 // TestRefusalDrainIsBounded checks that a client that never ends its stream
 // holds a refused connection for closeLinger at most.
 func TestRefusalDrainIsBounded(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	defer client.Close()
-	server, err := ln.Accept()
-	require.NoError(t, err)
+	_, server := tcpPair(t)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -212,24 +212,10 @@ func TestEveryWayOpensTheSocketAndSaysWhichWayItUsed(t *testing.T) {
 			require.Equal(t, http.StatusSwitchingProtocols, d.status)
 			assert.Equal(t, "chat", d.protocol)
 
-			msg, err := wsutil.ReadServerText(d.rw)
-			require.NoError(t, err)
-			var hello struct {
-				Type      string
-				Principal user
-				Source    string
-				Protocol  string
-			}
-			require.NoError(t, json.Unmarshal(msg, &hello))
-			assert.Equal(t, "hello", hello.Type)
-			assert.Equal(t, user{Name: "demo-user"}, hello.Principal)
-			assert.Equal(t, tt.wantSource.String(), hello.Source)
-			assert.Equal(t, "chat", hello.Protocol)
-
-			require.NoError(t, wsutil.WriteClientText(d.conn, []byte("round trip")))
-			echo, err := wsutil.ReadServerText(d.rw)
-			require.NoError(t, err)
-			assert.Equal(t, "round trip", string(echo))
+			principal, source, protocol := readHello(t, d)
+			assert.Equal(t, user{Name: "demo-user"}, principal)
+			assert.Equal(t, tt.wantSource.String(), source)
+			assert.Equal(t, "chat", protocol)
 
 			last, raw := getLast(t, srv)
 			assert.Equal(t, http.StatusSwitchingProtocols, last.Status)
