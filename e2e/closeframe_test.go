@@ -57,12 +57,11 @@ func newRefusalServer(t *testing.T) *refusalServer {
 			OnHandshake: s.record,
 		}
 	}
-	echo := func(_ context.Context, sess wsgate.Session[user]) { serveEcho(sess) }
 	mux := http.NewServeMux()
-	mux.Handle("/cf/", wsgate.New(verify, cfg(wsgate.RefuseCloseFrame, nil)).Handler(echo))
-	mux.Handle("/http/", wsgate.New(verify, cfg(wsgate.RefuseHTTP, nil)).Handler(echo))
+	mux.Handle("/cf/", wsgate.New(verify, cfg(wsgate.RefuseCloseFrame, nil)).Handler(echoSession))
+	mux.Handle("/http/", wsgate.New(verify, cfg(wsgate.RefuseHTTP, nil)).Handler(echoSession))
 	mux.Handle("/inband/", wsgate.New(verify, cfg(wsgate.RefuseCloseFrame,
-		&wsgate.InBandAuth{Timeout: inBandTimeout, MaxSize: inBandMaxSize})).Handler(echo))
+		&wsgate.InBandAuth{Timeout: inBandTimeout, MaxSize: inBandMaxSize})).Handler(echoSession))
 	mux.HandleFunc("/page", servePage)
 	_, s.URL, _ = serve(t, mux)
 	return s

@@ -183,20 +183,6 @@ func h2AllWays() wsgate.Config {
 	}
 }
 
-// echoOnce greets with the principal, the source and the protocol, then
-// echoes one message.
-func echoOnce(ctx context.Context, s wsgate.Session[user]) {
-	hello := fmt.Sprintf("%s %s %s", s.Principal.Name, s.Source, s.Protocol)
-	if wsutil.WriteServerText(s.Conn, []byte(hello)) != nil {
-		return
-	}
-	msg, op, err := wsutil.ReadClientData(s.Conn)
-	if err != nil {
-		return
-	}
-	_ = wsutil.WriteServerMessage(s.Conn, op, msg)
-}
-
 // readClose reads the next frame, which must be an unmasked close frame,
 // and returns its code and reason.
 func readClose(t *testing.T, r io.Reader) (ws.StatusCode, string) {
@@ -245,7 +231,7 @@ func TestH2ExtendedConnectIsPresentedAsConnectWithProtocolHeader(t *testing.T) {
 
 func TestH2AuthenticatedStreamCarriesFramesBothWays(t *testing.T) {
 	g := wsgate.New(wsgate.StaticToken(testToken, testPrincipal), h2AllWays())
-	srv, tr := newH2Server(t, g.Handler(echoOnce))
+	srv, tr := newH2Server(t, g.Handler(echoSession))
 	tests := []struct {
 		name   string
 		header http.Header
@@ -255,25 +241,25 @@ func TestH2AuthenticatedStreamCarriesFramesBothWays(t *testing.T) {
 		{
 			name:   "bearer with an application protocol",
 			header: http.Header{"Authorization": {"Bearer " + testToken}, "Sec-Websocket-Protocol": {"chat"}},
-			want:   "alice bearer chat",
+			want:   greeting("alice", "bearer", "chat"),
 			echo:   "chat",
 		},
 		{
 			name:   "subprotocol marker form echoes the application protocol, never the token",
 			header: http.Header{"Sec-Websocket-Protocol": {"chat, access_token, " + testToken}},
-			want:   "alice subprotocol chat",
+			want:   greeting("alice", "subprotocol", "chat"),
 			echo:   "chat",
 		},
 		{
 			name:   "subprotocol marker form alone echoes the marker",
 			header: http.Header{"Sec-Websocket-Protocol": {"access_token, " + testToken}},
-			want:   "alice subprotocol access_token",
+			want:   greeting("alice", "subprotocol", "access_token"),
 			echo:   "access_token",
 		},
 		{
 			name:   "no subprotocol offered echoes none",
 			header: http.Header{"Authorization": {"Bearer " + testToken}},
-			want:   "alice bearer ",
+			want:   greeting("alice", "bearer", ""),
 			echo:   "",
 		},
 	}
@@ -456,7 +442,7 @@ func TestH2CloseFrameRefusal(t *testing.T) {
 
 func TestH2InBandAuthentication(t *testing.T) {
 	g := wsgate.New(wsgate.StaticToken(testToken, testPrincipal), wsgate.Config{InBand: &wsgate.InBandAuth{}})
-	srv, tr := newH2Server(t, g.Handler(echoOnce))
+	srv, tr := newH2Server(t, g.Handler(echoSession))
 	s := h2Connect(t, srv, tr, "/ws", "websocket", nil)
 	if s.resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d, want 200", s.resp.StatusCode)
@@ -468,8 +454,8 @@ func TestH2InBandAuthentication(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(hello) != "alice message " {
-		t.Errorf("greeting %q, want %q", hello, "alice message ")
+	if want := greeting("alice", "message", ""); string(hello) != want {
+		t.Errorf("greeting %q, want %q", hello, want)
 	}
 }
 

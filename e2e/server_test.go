@@ -223,6 +223,9 @@ func serveEcho(sess wsgate.Session[user]) {
 	}
 }
 
+// echoSession is serveEcho in the form Gate.Handler takes.
+func echoSession(_ context.Context, s wsgate.Session[user]) { serveEcho(s) }
+
 const pageHTML = `<!doctype html>
 <html><head><meta charset="utf-8"><title>wsgate e2e</title></head>
 <body><p>wsgate e2e page</p>
