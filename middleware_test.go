@@ -760,6 +760,28 @@ func TestUpgradeAllocatesNoMoreThanGobwas(t *testing.T) {
 	assert.LessOrEqual(t, ours, gobwas)
 }
 
+// TestUpgradeSelectorCacheKeepsNoRequestMemory checks that the protocol
+// selectors Upgrade caches do not hold on to the request's header line,
+// which may carry a credential next to the protocol.
+func TestUpgradeSelectorCacheKeepsNoRequestMemory(t *testing.T) {
+	line := "selector-cache-test, access_token, " + secret
+	r := newHandshake("/ws", "Sec-WebSocket-Protocol", line)
+	w := newHijackWriter()
+	_, err := Upgrade(w, r, "selector-cache-test")
+	require.NoError(t, err)
+	require.Contains(t, w.responseText(), "Sec-WebSocket-Protocol: selector-cache-test\r\n")
+	found := false
+	selectors.m.Range(func(k, _ any) bool {
+		if k.(string) == "selector-cache-test" {
+			found = true
+			_, inLine := offsetIn(line, k.(string))
+			assert.False(t, inLine, "the cached key shares the request line's memory")
+		}
+		return true
+	})
+	assert.True(t, found, "the selector was cached")
+}
+
 func TestUpgradeWithoutHijackerAnswers500(t *testing.T) {
 	rec := httptest.NewRecorder()
 	conn, err := Upgrade(noHijack{rec}, newHandshake("/ws"))

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -71,10 +72,14 @@ func selectorFor(p string) func(string) bool {
 	if f, ok := selectors.m.Load(p); ok {
 		return f.(func(string) bool)
 	}
-	f := newSelector(p)
-	if selectors.n.Add(1) <= maxCachedSelectors {
-		selectors.m.Store(p, f)
+	if selectors.n.Add(1) > maxCachedSelectors {
+		return newSelector(p)
 	}
+	// p is a substring of the request's Sec-WebSocket-Protocol line, which
+	// may also hold a credential: the cache keeps a copy, never the line.
+	p = strings.Clone(p)
+	f := newSelector(p)
+	selectors.m.Store(p, f)
 	return f
 }
 
