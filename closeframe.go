@@ -121,11 +121,16 @@ func writeClose(conn net.Conn, code ws.StatusCode, reason string) error {
 // stream rather than a reset.
 func closeWith(conn net.Conn, code ws.StatusCode, reason string) {
 	if writeClose(conn, code, reason) == nil {
-		if cw, ok := unwrapConn(conn).(interface{ CloseWrite() error }); ok {
-			_ = cw.CloseWrite()
-		}
+		closeWrite(conn)
 	}
 	conn.Close()
+}
+
+// closeWrite half-closes conn when it can (TCP, TLS) and reports whether it
+// did.
+func closeWrite(conn net.Conn) bool {
+	cw, ok := unwrapConn(conn).(interface{ CloseWrite() error })
+	return ok && cw.CloseWrite() == nil
 }
 
 // refuseWith is closeWith for a connection the gate refuses before any
@@ -136,11 +141,9 @@ func closeWith(conn net.Conn, code ws.StatusCode, reason string) {
 // reset, and a browser that sees the reset reports 1006 instead of the
 // close frame. Nothing read here is interpreted.
 func refuseWith(conn net.Conn, code ws.StatusCode, reason string) {
-	if writeClose(conn, code, reason) == nil {
-		if cw, ok := unwrapConn(conn).(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
-			_ = conn.SetReadDeadline(time.Now().Add(closeLinger))
-			_, _ = io.CopyN(io.Discard, conn, maxLingerBytes)
-		}
+	if writeClose(conn, code, reason) == nil && closeWrite(conn) {
+		_ = conn.SetReadDeadline(time.Now().Add(closeLinger))
+		_, _ = io.CopyN(io.Discard, conn, maxLingerBytes)
 	}
 	conn.Close()
 }
