@@ -72,8 +72,8 @@ func selectorFor(p string) func(string) bool {
 	if f, ok := selectors.m.Load(p); ok {
 		return f.(func(string) bool)
 	}
-	if selectors.n.Add(1) > maxCachedSelectors {
-		return newSelector(p)
+	if selectors.n.Load() >= maxCachedSelectors || selectors.n.Add(1) > maxCachedSelectors {
+		return newSelector(p) // the count stops growing once the cache is full
 	}
 	// p is a substring of the request's Sec-WebSocket-Protocol line, which
 	// may also hold a credential: the cache keeps a copy, never the line.
