@@ -1,8 +1,11 @@
 package wsgate
 
 import (
+	"bufio"
 	"crypto/sha1"
 	"encoding/base64"
+	"net"
+	"net/http"
 	"strings"
 )
 
@@ -12,21 +15,8 @@ const acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 // keyLen is the length of the base64 encoding of a 16-byte nonce.
 const keyLen = 24
 
-// AcceptKeyLen is the length of a Sec-WebSocket-Accept value.
-const AcceptKeyLen = 28
-
-// CheckKey reports whether key is a valid Sec-WebSocket-Key value: after
-// trimming surrounding spaces and tabs, the standard (padded) base64 encoding
-// of exactly 16 bytes. It returns nil or an *Error matching ErrKey.
-//
-// The key proves nothing about the client; the check only keeps clients that
-// do not speak WebSocket from being switched to it by accident.
-func CheckKey(key string) error {
-	if !validKey(trimOWS(key)) {
-		return errKey
-	}
-	return nil
-}
+// acceptKeyLen is the length of a Sec-WebSocket-Accept value.
+const acceptKeyLen = 28
 
 func validKey(k string) bool {
 	// 16 bytes are 128 bits: 21 full sextets and 2 bits in the 22nd
@@ -51,7 +41,7 @@ func isBase64Std(c byte) bool {
 // base64 encoding of the SHA-1 digest of key followed by the RFC 6455 GUID.
 // key is used as given (trim it first if it came from a header). For a key of
 // valid length it allocates nothing beyond growing dst, and nothing at all
-// when dst has AcceptKeyLen bytes of spare capacity.
+// when dst has 28 bytes of spare capacity.
 func AppendAcceptKey(dst []byte, key string) []byte {
 	var sum [sha1.Size]byte
 	if len(key) == keyLen {
@@ -68,11 +58,100 @@ func AppendAcceptKey(dst []byte, key string) []byte {
 	return base64.StdEncoding.AppendEncode(dst, sum[:])
 }
 
-// AcceptKey returns the Sec-WebSocket-Accept value for key. It allocates the
-// returned string; AppendAcceptKey does not.
-func AcceptKey(key string) string {
-	var buf [AcceptKeyLen]byte
-	return string(AppendAcceptKey(buf[:0], key))
+// The fixed parts of the 101 the gate writes.
+const (
+	switchHead     = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
+	protocolHeader = "\r\nSec-WebSocket-Protocol: "
+	extHeader      = "\r\nSec-WebSocket-Extensions: "
+)
+
+// switchProtocols answers a handshake that passed the checks: over HTTP/1.1
+// it hijacks the connection and writes the 101 for key, with protocol and
+// ext ("" for none), in one write; an HTTP/2 extended CONNECT is answered 200
+// on its stream (upgradeH2). A ResponseWriter that cannot be hijacked is
+// answered 500.
+func switchProtocols(w http.ResponseWriter, r *http.Request, key, protocol, ext string) (net.Conn, *Error) {
+	if r.ProtoMajor == 2 {
+		conn, err := upgradeH2(w, r, protocol, ext)
+		if err != nil {
+			return nil, errUpgradeIO
+		}
+		return conn, nil
+	}
+	hj := hijacker(w)
+	if hj == nil {
+		writeError(w, errNotHijacker, defaultChallenge, false, false)
+		return nil, errNotHijacker
+	}
+	conn, rw, err := hj.Hijack()
+	if err != nil {
+		if conn != nil {
+			conn.Close()
+		}
+		return nil, errUpgradeIO
+	}
+	if err := write101(conn, rw, key, protocol, ext); err != nil {
+		conn.Close()
+		return nil, errUpgradeIO
+	}
+	if rw != nil && rw.Reader.Buffered() > 0 {
+		return &bufferedConn{Conn: conn, r: rw.Reader}, nil
+	}
+	return conn, nil
+}
+
+// write101 writes the 101 into the hijacked connection's buffer, or into a
+// buffer of its own when the hijacker gave none, and sends it in one write.
+func write101(conn net.Conn, rw *bufio.ReadWriter, key, protocol, ext string) error {
+	n := len(switchHead) + acceptKeyLen + len(protocolHeader) + len(protocol) + len(extHeader) + len(ext) + 4
+	var b []byte
+	var bw *bufio.Writer
+	if rw != nil && rw.Writer != nil {
+		bw = rw.Writer
+		if bw.Available() < n && bw.Buffered() > 0 {
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+		}
+		b = bw.AvailableBuffer()
+	}
+	if cap(b) < n {
+		b = make([]byte, 0, n)
+	}
+	b = append(b, switchHead...)
+	b = AppendAcceptKey(b, key)
+	if protocol != "" {
+		b = append(b, protocolHeader...)
+		b = append(b, protocol...)
+	}
+	if ext != "" {
+		b = append(b, extHeader...)
+		b = append(b, ext...)
+	}
+	b = append(b, "\r\n\r\n"...)
+	if bw == nil {
+		_, err := conn.Write(b)
+		return err
+	}
+	if _, err := bw.Write(b); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// hijacker returns w, or the writer it wraps (through Unwrap() methods, as
+// http.ResponseController finds it), as an http.Hijacker, or nil.
+func hijacker(w http.ResponseWriter) http.Hijacker {
+	for {
+		switch t := w.(type) {
+		case http.Hijacker:
+			return t
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return nil
+		}
+	}
 }
 
 // trimOWS removes the optional whitespace (spaces and horizontal tabs) that

@@ -14,7 +14,7 @@ import (
 )
 
 func TestAcceptKeyMatchesTheRFCExample(t *testing.T) {
-	assert.Equal(t, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", AcceptKey("dGhlIHNhbXBsZSBub25jZQ=="))
+	assert.Equal(t, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", acceptKey("dGhlIHNhbXBsZSBub25jZQ=="))
 }
 
 func TestAcceptKeyAgreesWithGobwasForRandomKeys(t *testing.T) {
@@ -22,7 +22,7 @@ func TestAcceptKeyAgreesWithGobwasForRandomKeys(t *testing.T) {
 		var nonce [16]byte
 		_, _ = rand.Read(nonce[:])
 		key := base64.StdEncoding.EncodeToString(nonce[:])
-		require.NoError(t, CheckKey(key))
+		require.NoError(t, checkKey(key))
 		// gobwas computes the same value when it answers a handshake.
 		req := httptest.NewRequest(http.MethodGet, "/", nil)
 		req.Header = handshakeHeader()
@@ -30,12 +30,12 @@ func TestAcceptKeyAgreesWithGobwasForRandomKeys(t *testing.T) {
 		w := newHijackWriter()
 		_, _, _, err := ws.HTTPUpgrader{}.Upgrade(req, w)
 		require.NoError(t, err)
-		assert.Contains(t, w.out.String(), "Sec-WebSocket-Accept: "+AcceptKey(key)+"\r\n")
+		assert.Contains(t, w.out.String(), "Sec-WebSocket-Accept: "+acceptKey(key)+"\r\n")
 	}
 }
 
 func TestAppendAcceptKeyAllocatesNothing(t *testing.T) {
-	buf := make([]byte, 0, AcceptKeyLen)
+	buf := make([]byte, 0, acceptKeyLen)
 	allocs := testing.AllocsPerRun(1000, func() {
 		buf = AppendAcceptKey(buf[:0], "dGhlIHNhbXBsZSBub25jZQ==")
 	})
@@ -90,7 +90,7 @@ func TestCheckKey(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := CheckKey(tt.key)
+			err := checkKey(tt.key)
 			if tt.ok {
 				assert.NoError(t, err)
 				return

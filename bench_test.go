@@ -10,7 +10,7 @@ import (
 
 func BenchmarkAppendAcceptKey(b *testing.B) {
 	b.ReportAllocs()
-	buf := make([]byte, 0, AcceptKeyLen)
+	buf := make([]byte, 0, acceptKeyLen)
 	for b.Loop() {
 		buf = AppendAcceptKey(buf[:0], testKey)
 	}
@@ -30,11 +30,11 @@ func BenchmarkCheckHandshake(b *testing.B) {
 // hijackable in-memory writer.
 func BenchmarkUpgrade(b *testing.B) {
 	b.ReportAllocs()
-	r := newHandshake("/ws", "Sec-WebSocket-Protocol", "chat")
+	r := newHandshake("/ws")
 	w := newHijackWriter()
 	for b.Loop() {
 		w.reset()
-		if _, err := Upgrade(w, r, "chat"); err != nil {
+		if _, err := Upgrade(w, r); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -78,7 +78,7 @@ func assertClosed(t *testing.T, r io.Reader) {
 // refusingVerifier accepts secret, forbids "forbidden-token", fails on
 // "broken-token" and refuses everything else as invalid.
 func refusingVerifier(_ context.Context, c Credential) (user, error) {
-	switch c.Token {
+	switch c.Token() {
 	case secret:
 		return user{"alice"}, nil
 	case "forbidden-token":
@@ -91,7 +91,7 @@ func refusingVerifier(_ context.Context, c Credential) (user, error) {
 
 func TestCloseFrameModeRefusesAfterTheUpgrade(t *testing.T) {
 	cfg := allWays()
-	cfg.Refusal = RefuseCloseFrame
+	cfg.RefuseWithCloseFrame = true
 	var served atomic.Int32
 	g := New(refusingVerifier, cfg)
 	srv := newServer(t, g.Handler(func(ctx context.Context, s Session[user]) { served.Add(1) }))
@@ -146,19 +146,19 @@ func TestCloseFrameModeRefusesAfterTheUpgrade(t *testing.T) {
 		{
 			name:       "a malformed protocol list is 1008 with nothing echoed",
 			lines:      "Sec-WebSocket-Protocol: chat, a b, " + secret + "\r\n",
-			wantCode:   ClosePolicyViolation,
+			wantCode:   ws.StatusPolicyViolation,
 			wantReason: "malformed Sec-WebSocket-Protocol",
 		},
 		{
 			name:       "a prefix credential without an application protocol is 1008",
 			lines:      "Sec-WebSocket-Protocol: " + KubernetesPrefix + b64url(secret) + "\r\n",
-			wantCode:   ClosePolicyViolation,
+			wantCode:   ws.StatusPolicyViolation,
 			wantReason: "no supported subprotocol offered",
 		},
 		{
 			name:       "a failing verifier is 1011",
 			lines:      "Authorization: Bearer broken-token\r\n",
-			wantCode:   CloseInternalError,
+			wantCode:   ws.StatusInternalServerError,
 			wantReason: "internal error",
 		},
 	}
@@ -185,7 +185,7 @@ func TestCloseFrameModeRefusesAfterTheUpgrade(t *testing.T) {
 
 func TestCloseFrameModeKeepsHTTPForHandshakeAndOriginFailures(t *testing.T) {
 	cfg := allWays()
-	cfg.Refusal = RefuseCloseFrame
+	cfg.RefuseWithCloseFrame = true
 	g := New(refusingVerifier, cfg)
 	var served atomic.Int32
 	srv := newServer(t, g.Handler(func(ctx context.Context, s Session[user]) { served.Add(1) }))
@@ -215,7 +215,7 @@ func TestCloseFrameModeKeepsHTTPForHandshakeAndOriginFailures(t *testing.T) {
 }
 
 func TestCloseFrameModeInTheMiddlewareForm(t *testing.T) {
-	g := New(refusingVerifier, Config{Refusal: RefuseCloseFrame, Protocols: []string{"chat"}})
+	g := New(refusingVerifier, Config{RefuseWithCloseFrame: true, Protocols: []string{"chat"}})
 	var served atomic.Int32
 	srv := newServer(t, g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { served.Add(1) })))
 	_, br, resp := rawHandshake(t, srv.Listener.Addr().String(), "Sec-WebSocket-Protocol: chat, access_token, wrong\r\n", "")
@@ -230,7 +230,7 @@ func TestCloseFrameModeInTheMiddlewareForm(t *testing.T) {
 
 func TestCloseFrameModeStillServesGoodCredentials(t *testing.T) {
 	cfg := allWays()
-	cfg.Refusal = RefuseCloseFrame
+	cfg.RefuseWithCloseFrame = true
 	g := New(refusingVerifier, cfg)
 	srv := newServer(t, g.Handler(echoSession))
 	_, br, resp := rawHandshake(t, srv.Listener.Addr().String(), "Authorization: Bearer "+secret+"\r\n", "")
@@ -241,7 +241,7 @@ func TestCloseFrameModeStillServesGoodCredentials(t *testing.T) {
 }
 
 func TestGateRefuseFollowsTheRefusalMode(t *testing.T) {
-	g := New(refusingVerifier, Config{Refusal: RefuseCloseFrame})
+	g := New(refusingVerifier, Config{RefuseWithCloseFrame: true})
 	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := g.Authenticate(r); err != nil {
 			g.Refuse(w, r, err)
@@ -260,35 +260,29 @@ func TestGateRefuseFollowsTheRefusalMode(t *testing.T) {
 	assert.Equal(t, http.StatusUnauthorized, w.status)
 }
 
-func TestCloseCodeFor(t *testing.T) {
+func TestEveryRefusalCarriesItsCloseCode(t *testing.T) {
 	tests := []struct {
-		err  error
+		err  *Error
 		code ws.StatusCode
-		ok   bool
 	}{
-		{err: errNoCredential, code: CloseUnauthorized, ok: true},
-		{err: errMalformed400, code: CloseUnauthorized, ok: true},
-		{err: errMalformed401, code: CloseUnauthorized, ok: true},
-		{err: errAmbiguous, code: CloseUnauthorized, ok: true},
-		{err: errInvalidToken, code: CloseUnauthorized, ok: true},
-		{err: errForbidden, code: CloseForbidden, ok: true},
-		{err: errProtocols, code: ClosePolicyViolation, ok: true},
-		{err: errNoProtocol, code: ClosePolicyViolation, ok: true},
-		{err: errVerifyTimeout, code: CloseInternalError, ok: true},
-		{err: errVerifier500, code: CloseInternalError, ok: true},
-		{err: errOrigin, ok: false},
-		{err: errCookieOrigin, ok: false},
-		{err: errKey, ok: false},
-		{err: errNotHijacker, ok: false},
-		{err: errors.New("other"), ok: false},
+		{err: errNoCredential, code: CloseUnauthorized},
+		{err: errMalformed400, code: CloseUnauthorized},
+		{err: errMalformed401, code: CloseUnauthorized},
+		{err: errAmbiguous, code: CloseUnauthorized},
+		{err: errInvalidToken, code: CloseUnauthorized},
+		{err: errForbidden, code: CloseForbidden},
+		{err: errProtocols, code: ws.StatusPolicyViolation},
+		{err: errNoProtocol, code: ws.StatusPolicyViolation},
+		{err: errVerifyTimeout, code: ws.StatusInternalServerError},
+		{err: errVerifier500, code: ws.StatusInternalServerError},
+		{err: errOrigin},
+		{err: errAmbientOrigin},
+		{err: errKey},
+		{err: errNotHijacker},
 	}
 	for _, tt := range tests {
-		code, reason, ok := CloseCodeFor(tt.err)
-		assert.Equal(t, tt.ok, ok, "%v", tt.err)
-		assert.Equal(t, tt.code, code, "%v", tt.err)
-		if ok {
-			assert.Equal(t, tt.err.(*Error).Reason, reason)
-		}
+		assert.Equal(t, tt.code, tt.err.CloseCode, "%v", tt.err)
+		assert.LessOrEqual(t, len(tt.err.Reason), maxCloseReason, "%v", tt.err)
 	}
 }
 
@@ -344,13 +338,13 @@ func TestRefusalDrainsWhatTheClientSent(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		refuseWith(server, CloseMessageTooBig, "authentication message too big")
+		refuseWith(server, ws.StatusMessageTooBig, "authentication message too big")
 	}()
 
 	require.NoError(t, client.SetDeadline(time.Now().Add(5*time.Second)))
 	br := bufio.NewReader(client)
 	code, reason := readClose(t, br)
-	assert.Equal(t, CloseMessageTooBig, code)
+	assert.Equal(t, ws.StatusMessageTooBig, code)
 	assert.Equal(t, "authentication message too big", reason)
 	reply := ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(code, "")))
 	require.NoError(t, ws.WriteFrame(client, reply))

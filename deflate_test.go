@@ -195,7 +195,8 @@ func TestDeflateIsNotNegotiatedUnlessConfigured(t *testing.T) {
 func TestDeflateMiddlewareReportsCompression(t *testing.T) {
 	g := New(StaticToken(secret, user{"alice"}), Config{Compression: true})
 	srv := newServer(t, g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		compressed := CompressionFrom(r.Context())
+		a, _ := AuthFrom[user](r.Context())
+		compressed := a.Compression
 		conn, err := Upgrade(w, r)
 		if err != nil {
 			return
@@ -208,7 +209,8 @@ func TestDeflateMiddlewareReportsCompression(t *testing.T) {
 	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
 	assert.Equal(t, deflateAnswer, resp.Header.Get("Sec-WebSocket-Extensions"))
 	assert.Equal(t, "hello", readCompressed(t, br))
-	assert.False(t, CompressionFrom(context.Background()))
+	_, ok := AuthFrom[user](context.Background())
+	assert.False(t, ok)
 }
 
 func TestReadClientMessage(t *testing.T) {

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"time"
+
+	"github.com/gobwas/ws"
 )
 
 // Sentinel errors identify why a handshake was refused. Every refusal the
@@ -65,49 +68,65 @@ var (
 	// deadline, or the client went away meanwhile. Status 503.
 	ErrVerifyTimeout = errors.New("wsgate: verification timed out")
 	// ErrVerifier: the verifier failed with an error that is none of the
-	// above. Status 500; the cause is available through errors.Unwrap but is
-	// never sent to the client.
+	// above. Status 500; the verifier's error is reachable with
+	// errors.Unwrap and errors.As, but is never sent to the client.
 	ErrVerifier = errors.New("wsgate: verifier failed")
-	// ErrNotHijacker: the ResponseWriter (after unwrapping) cannot be
-	// hijacked, so no HTTP/1.1 upgrade is possible. Status 500.
-	ErrNotHijacker = errors.New("wsgate: response writer cannot be hijacked")
-	// ErrUpgradeFailed: hijacking or writing the 101 response failed after
-	// all checks passed (for example, the client went away).
+	// ErrUpgradeFailed: the upgrade could not be done after all checks
+	// passed: the ResponseWriter (after unwrapping) cannot be hijacked
+	// (answered 500), or hijacking or writing the 101 failed (for example,
+	// the client went away; nothing more can be answered).
 	ErrUpgradeFailed = errors.New("wsgate: upgrade failed")
 )
 
 // Error is a refused handshake. Status is the HTTP status the client was (or
 // should be) answered with, Code the RFC 6750 error code where one applies
-// ("invalid_request", "invalid_token", "insufficient_scope"), and Reason a
-// short text for the response body and logs. Reason never contains a header
-// value, credential or any other client-supplied text.
+// ("invalid_request", "invalid_token", "insufficient_scope"), Reason a
+// short text for the response body, the close frame and logs, and CloseCode
+// the close frame's code when the gate refuses after the upgrade instead
+// (Config.RefuseWithCloseFrame; 0 for the refusals always answered with
+// HTTP). Reason never contains a header value, credential or any other
+// client-supplied text.
 //
-// An *Error matches its sentinel (ErrKey, ErrOrigin, ...) with errors.Is, and
-// wraps the verifier's error, if any.
+// An *Error matches its sentinel (ErrKey, ErrOrigin, ...) with errors.Is.
+// For a verifier's refusal, errors.Unwrap returns the verifier's error, so
+// errors.Is and errors.As reach it too. Every *Error the package returns is
+// the caller's own copy: changing it changes no other refusal.
 type Error struct {
-	Status int
-	Code   string
-	Reason string
+	Status    int
+	Code      string
+	Reason    string
+	CloseCode ws.StatusCode
 	// Source is where the offending credential was found, or SourceNone.
 	Source Source
 
 	kind  error
 	cause error
+	start time.Time // when the gate first saw the request, if observed
 }
 
-// Error returns "wsgate: " followed by the reason.
-func (e *Error) Error() string { return "wsgate: " + e.Reason }
-
-// Unwrap returns the sentinel and, for verifier failures, the verifier's error.
-func (e *Error) Unwrap() []error {
+// Error returns "wsgate: " followed by the reason and, for a verifier's
+// refusal, the verifier's error.
+func (e *Error) Error() string {
 	if e.cause != nil {
-		return []error{e.kind, e.cause}
+		return "wsgate: " + e.Reason + ": " + e.cause.Error()
 	}
-	return []error{e.kind}
+	return "wsgate: " + e.Reason
 }
 
-func refusal(kind error, status int, code, reason string) *Error {
-	return &Error{Status: status, Code: code, Reason: reason, kind: kind}
+// Unwrap returns the verifier's error, or nil.
+func (e *Error) Unwrap() error { return e.cause }
+
+// Is reports whether target is e's sentinel.
+func (e *Error) Is(target error) bool { return target == e.kind }
+
+func refusal(kind error, status int, code, reason string, close ws.StatusCode) *Error {
+	return &Error{Status: status, Code: code, Reason: reason, CloseCode: close, kind: kind}
+}
+
+// clone returns a copy of e for a caller to keep.
+func (e *Error) clone() *Error {
+	c := *e
+	return &c
 }
 
 // withSource returns e, or a copy of it naming the credential source.
@@ -120,31 +139,44 @@ func (e *Error) withSource(s Source) *Error {
 	return &c
 }
 
-// The fixed refusals are allocated once, so refusing costs no allocation.
+// publicError returns err as the caller's own copy when it is an *Error.
+func publicError(err error) error {
+	if e, ok := err.(*Error); ok && e != nil {
+		return e.clone()
+	}
+	return err
+}
+
+// The fixed refusals are made once, so refusing costs no allocation inside
+// the pipeline; callers only ever get copies.
 var (
-	errHTTPVersion    = refusal(ErrHTTPVersion, http.StatusBadRequest, "", "WebSocket handshake requires HTTP/1.1")
-	errMethod         = refusal(ErrMethod, http.StatusMethodNotAllowed, "", "WebSocket handshake requires GET")
-	errHost           = refusal(ErrHost, http.StatusBadRequest, "", "Host header required")
-	errUpgrade        = refusal(ErrUpgrade, http.StatusUpgradeRequired, "", "Upgrade: websocket required")
-	errConnection     = refusal(ErrConnection, http.StatusBadRequest, "", "Connection: Upgrade required")
-	errVersionMissing = refusal(ErrVersion, http.StatusBadRequest, "", "exactly one Sec-WebSocket-Version required")
-	errVersion        = refusal(ErrVersion, http.StatusUpgradeRequired, "", "Sec-WebSocket-Version 13 required")
-	errKey            = refusal(ErrKey, http.StatusBadRequest, "", "invalid Sec-WebSocket-Key")
-	errBody           = refusal(ErrBody, http.StatusBadRequest, "", "handshake request must not have a body")
-	errOrigin         = refusal(ErrOrigin, http.StatusForbidden, "", "origin not allowed")
-	errCrossSite      = refusal(ErrOrigin, http.StatusForbidden, "", "cross-site request not allowed")
-	errOriginRequired = refusal(ErrOrigin, http.StatusForbidden, "", "Origin header required")
-	errCookieOrigin   = refusal(ErrOrigin, http.StatusForbidden, "", "cookie credential requires an allowed Origin")
-	errProtocols      = refusal(ErrProtocols, http.StatusBadRequest, "", "malformed Sec-WebSocket-Protocol")
-	errNoProtocol     = refusal(ErrNoProtocol, http.StatusBadRequest, "", "no supported subprotocol offered")
-	errNoCredential   = refusal(ErrNoCredential, http.StatusUnauthorized, "", "credential required")
-	errAmbiguous      = refusal(ErrAmbiguousCredential, http.StatusBadRequest, "invalid_request", "more than one credential")
-	errMalformed400   = refusal(ErrMalformedCredential, http.StatusBadRequest, "invalid_request", "malformed credential")
-	errMalformed401   = refusal(ErrMalformedCredential, http.StatusUnauthorized, "invalid_token", "malformed credential")
-	errInvalidToken   = refusal(ErrInvalidToken, http.StatusUnauthorized, "invalid_token", "invalid credential")
-	errForbidden      = refusal(ErrForbidden, http.StatusForbidden, "insufficient_scope", "forbidden")
-	errVerifyTimeout  = refusal(ErrVerifyTimeout, http.StatusServiceUnavailable, "", "verification timed out")
-	errNotHijacker    = refusal(ErrNotHijacker, http.StatusInternalServerError, "", "connection cannot be upgraded: response writer is not a hijacker")
+	errHTTPVersion    = refusal(ErrHTTPVersion, http.StatusBadRequest, "", "WebSocket handshake requires HTTP/1.1", 0)
+	errMethod         = refusal(ErrMethod, http.StatusMethodNotAllowed, "", "WebSocket handshake requires GET", 0)
+	errHost           = refusal(ErrHost, http.StatusBadRequest, "", "Host header required", 0)
+	errUpgrade        = refusal(ErrUpgrade, http.StatusUpgradeRequired, "", "Upgrade: websocket required", 0)
+	errConnection     = refusal(ErrConnection, http.StatusBadRequest, "", "Connection: Upgrade required", 0)
+	errVersionMissing = refusal(ErrVersion, http.StatusBadRequest, "", "exactly one Sec-WebSocket-Version required", 0)
+	errVersion        = refusal(ErrVersion, http.StatusUpgradeRequired, "", "Sec-WebSocket-Version 13 required", 0)
+	errKey            = refusal(ErrKey, http.StatusBadRequest, "", "invalid Sec-WebSocket-Key", 0)
+	errBody           = refusal(ErrBody, http.StatusBadRequest, "", "handshake request must not have a body", 0)
+	errOrigin         = refusal(ErrOrigin, http.StatusForbidden, "", "origin not allowed", 0)
+	errCrossSite      = refusal(ErrOrigin, http.StatusForbidden, "", "cross-site request not allowed", 0)
+	errOriginRequired = refusal(ErrOrigin, http.StatusForbidden, "", "Origin header required", 0)
+	errAmbientOrigin  = refusal(ErrOrigin, http.StatusForbidden, "", "cookie or Basic credential requires an allowed Origin", 0)
+	errProtocols      = refusal(ErrProtocols, http.StatusBadRequest, "", "malformed Sec-WebSocket-Protocol", ws.StatusPolicyViolation)
+	errNoProtocol     = refusal(ErrNoProtocol, http.StatusBadRequest, "", "no supported subprotocol offered", ws.StatusPolicyViolation)
+	errNoCredential   = refusal(ErrNoCredential, http.StatusUnauthorized, "", "credential required", CloseUnauthorized)
+	errAmbiguous      = refusal(ErrAmbiguousCredential, http.StatusBadRequest, "invalid_request", "more than one credential", CloseUnauthorized)
+	errMalformed400   = refusal(ErrMalformedCredential, http.StatusBadRequest, "invalid_request", "malformed credential", CloseUnauthorized)
+	errMalformed401   = refusal(ErrMalformedCredential, http.StatusUnauthorized, "invalid_token", "malformed credential", CloseUnauthorized)
+	errInvalidToken   = refusal(ErrInvalidToken, http.StatusUnauthorized, "invalid_token", "invalid credential", CloseUnauthorized)
+	errForbidden      = refusal(ErrForbidden, http.StatusForbidden, "insufficient_scope", "forbidden", CloseForbidden)
+	errVerifyTimeout  = refusal(ErrVerifyTimeout, http.StatusServiceUnavailable, "", "verification timed out", ws.StatusInternalServerError)
+	errVerifier500    = refusal(ErrVerifier, http.StatusInternalServerError, "", "internal error", ws.StatusInternalServerError)
+	errNoVerifier     = refusal(ErrVerifier, http.StatusInternalServerError, "", "gate has no verifier: make it with New", 0)
+	errNotHijacker    = refusal(ErrUpgradeFailed, http.StatusInternalServerError, "", "connection cannot be upgraded: response writer is not a hijacker", 0)
+	errUpgradeIO      = refusal(ErrUpgradeFailed, http.StatusInternalServerError, "", "upgrade failed", 0)
+	errNotAuthorized  = refusal(ErrUpgradeFailed, http.StatusInternalServerError, "", "Accept needs what Authenticate returned for this request", 0)
 )
 
 var (
@@ -196,7 +228,7 @@ func quoteRealm(realm string) string {
 // anything else a generic 500.
 func asError(err error) *Error {
 	var e *Error
-	if errors.As(err, &e) {
+	if errors.As(err, &e) && e != nil {
 		return e
 	}
 	for _, r := range sentinelRefusals {
@@ -216,21 +248,24 @@ var sentinelRefusals = []*Error{
 
 // WriteError answers a refused handshake: the status of err, the headers its
 // sentinel calls for (Allow, Upgrade, Sec-WebSocket-Version,
-// WWW-Authenticate with the default realm), Connection: close, and a short
-// plain-text body. A bare sentinel (ErrForbidden, ErrInvalidToken, ...) is
-// answered as the gate answers it; any other error that is no *Error is
-// answered 500. WriteError never writes a client-supplied value back.
+// WWW-Authenticate with the default realm: Basic for a refused Basic
+// credential, else Bearer with the RFC 6750 error code), Connection: close,
+// and a short plain-text body. A bare sentinel (ErrForbidden,
+// ErrInvalidToken, ...) is answered as the gate answers it; any other error
+// that is no *Error is answered 500. WriteError never writes a
+// client-supplied value back. Gate.Refuse answers with the gate's realm and
+// refusal mode.
 //
 // Over HTTP/2, net/http turns Connection: close into a GOAWAY that ends the
 // whole connection after its open streams; the gate's own refusals of
 // HTTP/2 requests leave it out.
 func WriteError(w http.ResponseWriter, err error) {
-	writeError(w, err, defaultChallenge, false, false)
+	writeError(w, asError(err), defaultChallenge, false, false)
 }
 
-// writeError is WriteError; h2 leaves out Connection: close.
-func writeError(w http.ResponseWriter, err error, ch *challenges, basic, h2 bool) {
-	e := asError(err)
+// writeError answers e; basic asks for a Basic challenge to a missing
+// credential, and h2 leaves out Connection: close.
+func writeError(w http.ResponseWriter, e *Error, ch *challenges, basic, h2 bool) {
 	h := w.Header()
 	if !h2 {
 		h["Connection"] = hdrClose
@@ -245,20 +280,22 @@ func writeError(w http.ResponseWriter, err error, ch *challenges, basic, h2 bool
 		h["Upgrade"] = hdrUpgradeWS
 	case ErrVersion:
 		h["Sec-Websocket-Version"] = hdrVersion13
-	case ErrNoCredential:
-		if basic {
-			h["Www-Authenticate"] = ch.basic
-		} else {
-			h["Www-Authenticate"] = ch.bearer
-		}
 	}
-	switch e.Code {
-	case "invalid_request":
+	switch {
+	case e.Source == SourceBasic || e.kind == ErrNoCredential && basic:
+		// A Basic client is answered in its own scheme, which has no
+		// error codes (RFC 7617).
+		if e.Status == http.StatusUnauthorized {
+			h["Www-Authenticate"] = ch.basic
+		}
+	case e.Code == "invalid_request":
 		h["Www-Authenticate"] = ch.invalidRequest
-	case "invalid_token":
+	case e.Code == "invalid_token":
 		h["Www-Authenticate"] = ch.invalidToken
-	case "insufficient_scope":
+	case e.Code == "insufficient_scope":
 		h["Www-Authenticate"] = ch.insufficientScope
+	case e.kind == ErrNoCredential:
+		h["Www-Authenticate"] = ch.bearer
 	}
 	w.WriteHeader(e.Status)
 	io.WriteString(w, e.Reason)

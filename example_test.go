@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 
+	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 	"github.com/wsgate/wsgate"
 )
@@ -19,7 +21,7 @@ type User struct{ Name string }
 
 // lookup is a stand-in for an application's token store.
 func lookup(_ context.Context, c wsgate.Credential) (User, error) {
-	if c.Token == "s3cret" {
+	if c.Token() == "s3cret" {
 		return User{Name: "alice"}, nil
 	}
 	return User{}, wsgate.ErrInvalidToken
@@ -39,13 +41,13 @@ func ExampleGate_Handler() {
 func ExampleGate_Middleware() {
 	gate := wsgate.New(lookup, wsgate.Config{})
 	chat := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		user, _ := wsgate.PrincipalFrom[User](r.Context())
-		conn, err := wsgate.Upgrade(w, r)
+		a, _ := wsgate.AuthFrom[User](r.Context())
+		conn, err := wsgate.Upgrade(w, r) // echoes a.Protocol
 		if err != nil {
 			return // Upgrade has answered the client.
 		}
 		defer conn.Close()
-		_ = wsutil.WriteServerText(conn, []byte("hello "+user.Name))
+		_ = wsutil.WriteServerText(conn, []byte("hello "+a.Principal.Name))
 	})
 	http.Handle("/ws", gate.Middleware(chat))
 }
@@ -56,7 +58,7 @@ func ExampleSubprotocol() {
 	r := httptest.NewRequest("GET", "/ws", nil)
 	r.Header.Set("Sec-WebSocket-Protocol", "chat, access_token, s3cret")
 	c, err := wsgate.Subprotocol("access_token").Extract(r)
-	fmt.Println(c.Source, c.Token, err)
+	fmt.Println(c.Source, c.Token(), err)
 	// Output: subprotocol s3cret <nil>
 }
 
@@ -66,17 +68,17 @@ func ExampleSubprotocolPrefix() {
 	r := httptest.NewRequest("GET", "/ws", nil)
 	r.Header.Set("Sec-WebSocket-Protocol", "base64url.bearer.authorization.k8s.io.czNjcmV0, v5.channel.k8s.io")
 	c, err := wsgate.SubprotocolPrefix(wsgate.KubernetesPrefix).Extract(r)
-	fmt.Println(c.Source, c.Token, err)
+	fmt.Println(c.Source, c.Token(), err)
 	// Output: subprotocol-prefix s3cret <nil>
 }
 
 // ws://s3cret@host/ws makes clients send Authorization: Basic
-// base64("s3cret:"); with WithChallenge, Chromium does so after a 401.
+// base64("s3cret:"); with Challenge, browsers do so after a 401.
 func ExampleBasic() {
 	r := httptest.NewRequest("GET", "/ws", nil)
 	r.SetBasicAuth("s3cret", "")
-	c, err := wsgate.Basic().WithChallenge().Extract(r)
-	fmt.Println(c.Source, c.Token, err)
+	c, err := wsgate.Basic(wsgate.Challenge).Extract(r)
+	fmt.Println(c.Source, c.Token(), err)
 	// Output: basic s3cret <nil>
 }
 
@@ -85,7 +87,7 @@ func ExampleBearer() {
 	r := httptest.NewRequest("GET", "/ws", nil)
 	r.Header.Set("Authorization", "Bearer s3cret")
 	c, err := wsgate.Bearer().Extract(r)
-	fmt.Println(c.Source, c.Token, err)
+	fmt.Println(c.Source, c.Token(), err)
 	// Output: bearer s3cret <nil>
 }
 
@@ -95,16 +97,99 @@ func ExampleCookie() {
 	r := httptest.NewRequest("GET", "/ws", nil)
 	r.Header.Set("Cookie", "theme=dark; __Host-session=s3cret")
 	c, err := wsgate.Cookie("__Host-session").Extract(r)
-	fmt.Println(c.Source, c.Token, err)
+	fmt.Println(c.Source, c.Token(), err)
 	// Output: cookie s3cret <nil>
 }
 
-// The query parameter is removed from the request once read.
+// Extract never changes the request; the gate removes the parameter once
+// it has looked.
 func ExampleQuery() {
 	r := httptest.NewRequest("GET", "/ws?room=1&ticket=s3cret", nil)
 	c, err := wsgate.Query("ticket").Extract(r)
-	fmt.Println(c.Source, c.Token, err, r.RequestURI)
-	// Output: query s3cret <nil> /ws?room=1
+	fmt.Println(c.Source, c.Token(), err)
+	// Output: query s3cret <nil>
+}
+
+// headerToken is an application's own extractor: native clients send
+// X-Api-Key. SourceHeader makes it explicit (not ambient), so it combines
+// with the built-in ways under the same rules.
+type headerToken struct{}
+
+func (headerToken) Extract(r *http.Request) (wsgate.Credential, error) {
+	v := r.Header.Values("X-Api-Key")
+	switch {
+	case len(v) == 0:
+		return wsgate.Credential{}, wsgate.ErrNoCredential
+	case len(v) > 1:
+		return wsgate.Credential{}, wsgate.ErrAmbiguousCredential
+	}
+	return wsgate.NewCredential(wsgate.SourceHeader, v[0]), nil
+}
+
+func ExampleExtractor() {
+	gate := wsgate.New(lookup, wsgate.Config{
+		Extractors: []wsgate.Extractor{headerToken{}, wsgate.Subprotocol("")},
+	})
+	r := newHandshake("/ws")
+	r.Header.Set("X-Api-Key", "s3cret")
+	a, err := gate.Authenticate(r)
+	fmt.Println(a.Principal.Name, a.Source, err)
+	// Output: alice header <nil>
+}
+
+// A framework plug-in, for a router whose handlers take their own context
+// type: Authenticate, then Refuse or Accept. Refuse answers like the gate
+// (status, WWW-Authenticate, or a close frame under RefuseWithCloseFrame);
+// Accept writes the 101 with the gate's echo and extension and enforces the
+// credential's expiry. Neither can be talked into skipping a check.
+type routerCtx struct {
+	W http.ResponseWriter
+	R *http.Request
+}
+
+func plugin[P any](g *wsgate.Gate[P], serve func(c *routerCtx, s wsgate.Session[P])) func(*routerCtx) {
+	return func(c *routerCtx) {
+		a, err := g.Authenticate(c.R)
+		if err != nil {
+			g.Refuse(c.W, c.R, err)
+			return
+		}
+		s, err := g.Accept(c.W, c.R, a)
+		if err != nil {
+			return // answered
+		}
+		defer s.Conn.Close()
+		serve(c, s)
+	}
+}
+
+func ExampleGate_Accept() {
+	gate := wsgate.New(lookup, wsgate.Config{Protocols: []string{"chat"}})
+	route := plugin(gate, func(c *routerCtx, s wsgate.Session[User]) {
+		if _, err := wsutil.ReadClientText(s.Conn); err == nil {
+			_ = wsutil.WriteServerText(s.Conn, []byte("hello "+s.Principal.Name+" over "+s.Protocol))
+		}
+	})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		route(&routerCtx{W: w, R: r})
+	}))
+	defer srv.Close()
+
+	for _, token := range []string{"s3cret", "wrong"} {
+		d := ws.Dialer{Protocols: []string{"chat", "access_token", token}}
+		conn, _, _, err := d.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws")
+		if err != nil {
+			fmt.Println(err)
+			continue
+		}
+		_ = wsutil.WriteClientText(conn, []byte("hi"))
+		msg, _ := wsutil.ReadServerText(conn)
+		fmt.Println(string(msg))
+		conn.Close()
+	}
+	// Output:
+	// hello alice over chat
+	// unexpected HTTP response status: 401
 }
 
 // Refusals are *wsgate.Error values that carry their HTTP status and match
@@ -119,8 +204,9 @@ func ExampleCheckHandshake() {
 	// Output: 405 true
 }
 
-func ExampleAcceptKey() {
-	fmt.Println(wsgate.AcceptKey("dGhlIHNhbXBsZSBub25jZQ=="))
+func ExampleAppendAcceptKey() {
+	var buf [28]byte
+	fmt.Println(string(wsgate.AppendAcceptKey(buf[:0], "dGhlIHNhbXBsZSBub25jZQ==")))
 	// Output: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=
 }
 
@@ -176,12 +262,7 @@ func ExampleTickets() {
 		log.Fatal(err)
 	}
 	for i := 0; i < 2; i++ {
-		r := httptest.NewRequest("GET", "/ws?ticket="+ticket, nil)
-		r.Header.Set("Upgrade", "websocket")
-		r.Header.Set("Connection", "Upgrade")
-		r.Header.Set("Sec-WebSocket-Version", "13")
-		r.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-		a, err := gate.Authenticate(r)
+		a, err := gate.Authenticate(newHandshake("/ws?ticket=" + ticket))
 		fmt.Println(a.Principal.Name, errors.Is(err, wsgate.ErrInvalidToken))
 	}
 	// Output:
@@ -206,4 +287,14 @@ func ExampleConfig_compression() {
 			}
 		}
 	}))
+}
+
+// newHandshake returns a WebSocket opening handshake for target.
+func newHandshake(target string) *http.Request {
+	r := httptest.NewRequest("GET", target, nil)
+	r.Header.Set("Upgrade", "websocket")
+	r.Header.Set("Connection", "Upgrade")
+	r.Header.Set("Sec-WebSocket-Version", "13")
+	r.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	return r
 }

@@ -21,9 +21,9 @@ var ErrCredentialExpired = errors.New("wsgate: credential expired")
 // ErrCredentialExpired) and the gate sends a close frame CloseUnauthorized
 // (4401) with reason "credential expired" and closes the connection, unless
 // the application moved the expiry with Session.Renew first. A t already past
-// closes the connection right after the upgrade. Gate.Middleware does not own
-// the connection: it only reports t through ExpiryFrom. Gate.Authenticate
-// reports it in Auth.Expires.
+// closes the connection right after the upgrade. Upgrade behind
+// Gate.Middleware and Gate.Accept enforce it the same way on the connection
+// they return, without a context to cancel. Auth.Expires reports t.
 func SetExpiry(ctx context.Context, t time.Time) bool {
 	c, ok := ctx.Value(verifyContextKey{}).(*verifyContext)
 	if !ok {
@@ -150,14 +150,3 @@ type nopLocker struct{}
 
 func (nopLocker) Lock()   {}
 func (nopLocker) Unlock() {}
-
-// ExpiryFrom returns the credential expiry the Verifier set (see SetExpiry)
-// for the request Gate.Middleware passed on, or the zero time when it set
-// none. The gate does not enforce it in the middleware form: the handler
-// that owns the connection must.
-func ExpiryFrom(ctx context.Context) time.Time {
-	if v := gateValueFrom(ctx); v != nil {
-		return v.expires
-	}
-	return time.Time{}
-}

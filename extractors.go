@@ -24,9 +24,14 @@ const (
 	SourceCookie                   // Cookie
 	SourceQuery                    // query parameter
 	SourceMessage                  // in-band: the first WebSocket message (see InBandAuth)
+	SourceHeader                   // a custom extractor's own header or place (explicit)
 )
 
-var sourceNames = [...]string{"none", "subprotocol", "subprotocol-prefix", "basic", "bearer", "cookie", "query", "message"}
+var sourceNames = [...]string{"none", "subprotocol", "subprotocol-prefix", "basic", "bearer", "cookie", "query", "message", "header"}
+
+// ambient reports whether a credential from s is attached by browsers to
+// every socket of an origin, whichever page opens it.
+func (s Source) ambient() bool { return s == SourceBasic || s == SourceCookie }
 
 // String returns a short lower-case name: "subprotocol", "basic", "cookie"...
 func (s Source) String() string {
@@ -36,40 +41,77 @@ func (s Source) String() string {
 	return "unknown"
 }
 
-// Credential is what an extractor found. Token is the bearer credential;
-// for Authorization: Basic with a non-empty password, Token is empty and
-// Username and Password are set instead.
+// Credential is what an extractor found: where (Source) and the secret.
+// Token is the bearer credential; for Authorization: Basic with a non-empty
+// password, Token is empty and Username and Password are set instead.
 //
-// Credential formats itself (with %v, %s, %+v, %#v, and as a slog value)
-// without its secrets, so logging one by mistake leaks nothing.
+// A Credential never prints its secret: not through any fmt verb, not as a
+// log/slog value (nested in groups or not), not through encoding/json, and
+// not as a field of another struct, exported or not (the secret is held in a
+// form that reflection-based printers show only as an address). Read it with
+// the accessors.
 type Credential struct {
-	Source   Source
-	Token    string
-	Username string
-	Password string
+	Source Source
+
+	token, username, password secretRef
 }
 
-// String describes the credential without revealing it.
-func (c Credential) String() string { return c.Source.String() + " credential [redacted]" }
-
-// GoString describes the credential without revealing it.
-func (c Credential) GoString() string {
-	return "wsgate.Credential{Source: " + c.Source.String() + ", [redacted]}"
+// secretRef refers to the bytes of a string without being one, so that
+// printers that walk a struct by reflection never show them.
+type secretRef struct {
+	p unsafe.Pointer
+	n int
 }
 
-// Format writes the credential without revealing it, whatever the verb:
-// %d or %x would otherwise print the strings inside.
+func secretOf(s string) secretRef { return secretRef{unsafe.Pointer(unsafe.StringData(s)), len(s)} }
+
+func (s secretRef) String() string {
+	if s.n == 0 {
+		return ""
+	}
+	return unsafe.String((*byte)(s.p), s.n)
+}
+
+// NewCredential returns a credential of source src holding token, for
+// custom extractors and in-band parsers.
+func NewCredential(src Source, token string) Credential {
+	return Credential{Source: src, token: secretOf(token)}
+}
+
+// basicCredential returns a Basic credential with a non-empty password.
+func basicCredential(user, password string) Credential {
+	return Credential{Source: SourceBasic, username: secretOf(user), password: secretOf(password)}
+}
+
+// Token returns the bearer credential, or "" for a Basic credential with a
+// password.
+func (c Credential) Token() string { return c.token.String() }
+
+// Username returns the user-id of a Basic credential with a non-empty
+// password, or "".
+func (c Credential) Username() string { return c.username.String() }
+
+// Password returns the password of a Basic credential, or "".
+func (c Credential) Password() string { return c.password.String() }
+
+// Format writes the credential's source and "[redacted]", whatever the verb.
 func (c Credential) Format(f fmt.State, verb rune) {
 	if verb == 'v' && f.Flag('#') {
-		io.WriteString(f, c.GoString())
+		io.WriteString(f, "wsgate.Credential{Source: "+c.Source.String()+", [redacted]}")
 		return
 	}
-	io.WriteString(f, c.String())
+	io.WriteString(f, c.Source.String()+" credential [redacted]")
 }
 
 // LogValue describes the credential to log/slog without revealing it.
 func (c Credential) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("source", c.Source.String()))
+}
+
+// MarshalJSON encodes the credential as {"source": "..."}, without its
+// secret.
+func (c Credential) MarshalJSON() ([]byte, error) {
+	return []byte(`{"source":"` + c.Source.String() + `"}`), nil
 }
 
 type extractorKind uint8
@@ -84,11 +126,46 @@ const (
 	kindQuery
 )
 
-// Extractor finds a credential in one place of a handshake request. Build
-// one with Subprotocol, SubprotocolPrefix, Basic, Bearer, Cookie or Query;
-// the zero Extractor finds nothing. Extractors are small values, safe to copy
-// and to share between goroutines.
-type Extractor struct {
+// Extractor finds a credential in one place of a handshake request. The
+// built-in extractors are made by Subprotocol, SubprotocolPrefix, Basic,
+// Bearer, Cookie and Query; an application adds its own place (a custom
+// header for native clients, a signed cookie) by implementing Extract.
+//
+// Extract must not modify r. It returns the credential with its Source set,
+// an error matching ErrNoCredential when its place holds none, or an error
+// matching ErrMalformedCredential or ErrAmbiguousCredential when the place
+// holds something unusable (an *Error keeps its status; any other error is
+// answered 400). A custom extractor's Source decides its rules: SourceCookie
+// and SourceBasic are ambient (see Config), SourceNone is taken as
+// SourceHeader, and every other source is explicit. Extractors are called
+// concurrently and must be safe for that.
+type Extractor interface {
+	Extract(r *http.Request) (Credential, error)
+}
+
+// ExtractorOption changes how a built-in extractor reads its place. An
+// option given to an extractor it does not apply to makes the constructor
+// panic.
+type ExtractorOption uint8
+
+const (
+	// Challenge (Basic only) answers a handshake that carries no credential
+	// with WWW-Authenticate: Basic instead of Bearer, so that browsers retry
+	// with the userinfo of the URL.
+	Challenge ExtractorOption = iota + 1
+	// TokenOnly (Basic only) refuses a non-empty password with 401
+	// (ErrMalformedCredential) instead of passing it to the verifier.
+	TokenOnly
+	// InsecureAllowNoOrigin (Cookie only) accepts the cookie on requests
+	// without an Origin header. Browsers always send Origin, so this only
+	// admits non-browser clients that replay a cookie; the risk is that
+	// anything able to read the cookie can use it from anywhere.
+	InsecureAllowNoOrigin
+)
+
+// extractor is a built-in Extractor. The gate runs it without the
+// interface call, with the protocol list it parsed once.
+type extractor struct {
 	kind extractorKind
 	name string
 	// Basic: answer a missing credential with a Basic challenge.
@@ -97,6 +174,23 @@ type Extractor struct {
 	tokenOnly bool
 	// Cookie: accept the cookie without an Origin header.
 	allowNoOrigin bool
+}
+
+func newExtractor(kind extractorKind, name string, opts []ExtractorOption) *extractor {
+	e := &extractor{kind: kind, name: name}
+	for _, o := range opts {
+		switch {
+		case o == Challenge && kind == kindBasic:
+			e.challenge = true
+		case o == TokenOnly && kind == kindBasic:
+			e.tokenOnly = true
+		case o == InsecureAllowNoOrigin && kind == kindCookie:
+			e.allowNoOrigin = true
+		default:
+			panic(fmt.Sprintf("wsgate: option %d does not apply to the %s extractor", o, Source(kind)))
+		}
+	}
+	return e
 }
 
 // DefaultMarker is the marker entry of the subprotocol marker form.
@@ -111,12 +205,13 @@ const KubernetesPrefix = "base64url.bearer.authorization.k8s.io."
 // send: new WebSocket(url, ["chat", "access_token", token]).
 //
 // The 101 response echoes an application protocol the server speaks, or
-// else the marker, never the token; the token entry is removed from the
-// request header before the request reaches further code. Browsers only
+// else the marker, never the token; the gate removes the token entry from
+// the request header before the request reaches further code. Browsers only
 // accept token characters in an entry, so the token must be a JWT, unpadded
 // base64url or similar. A marker with nothing after it is a 400
 // (ErrMalformedCredential). The token does not reach URL logs, but
-// Sec-WebSocket-Protocol is visible to proxies that log headers.
+// Sec-WebSocket-Protocol is visible to proxies that log headers. It panics
+// if marker is not an RFC 7230 token.
 func Subprotocol(marker string) Extractor {
 	if marker == "" {
 		marker = DefaultMarker
@@ -124,7 +219,7 @@ func Subprotocol(marker string) Extractor {
 	if !isToken(marker) {
 		panic("wsgate: Subprotocol marker " + marker + " is not an RFC 7230 token")
 	}
-	return Extractor{kind: kindSubprotocol, name: marker}
+	return newExtractor(kindSubprotocol, marker, nil)
 }
 
 // SubprotocolPrefix reads the token from the Sec-WebSocket-Protocol entry
@@ -136,7 +231,7 @@ func Subprotocol(marker string) Extractor {
 // The entry is never echoed; the client must also offer an application
 // protocol the server speaks (Config.Protocols), or the handshake is refused
 // with 400 (ErrNoProtocol), as Kubernetes does. Extraction allocates the
-// decoded token.
+// decoded token. It panics if prefix is not an RFC 7230 token.
 func SubprotocolPrefix(prefix string) Extractor {
 	if prefix == "" {
 		prefix = KubernetesPrefix
@@ -144,43 +239,33 @@ func SubprotocolPrefix(prefix string) Extractor {
 	if !isToken(prefix) {
 		panic("wsgate: SubprotocolPrefix " + prefix + " is not an RFC 7230 token")
 	}
-	return Extractor{kind: kindSubprotocolPrefix, name: prefix}
+	return newExtractor(kindSubprotocolPrefix, prefix, nil)
 }
 
 // Basic reads a token from Authorization: Basic, the header a client builds
 // from URL userinfo: ws://TOKEN@host/path sends base64("TOKEN:"). An empty
 // password makes the username the token (Credential.Token). A non-empty
 // password is handed to the verifier as Credential.Username and
-// Credential.Password, unless TokenOnly is set. The scheme is matched
-// case-insensitively and the decoded value is split at its first colon;
-// anything undecodable or without a colon is a 401 (ErrMalformedCredential).
+// Credential.Password, unless the option TokenOnly is given. The scheme is
+// matched case-insensitively and the decoded value is split at its first
+// colon; anything undecodable or without a colon is a 401
+// (ErrMalformedCredential). Refusals of a Basic credential carry a Basic
+// challenge.
 //
-// Chromium sends no Authorization on the first request even when the URL
-// has userinfo: it does so only after a 401 with WWW-Authenticate: Basic, so
-// browsers need WithChallenge. The userinfo then stays cached for the origin
-// like any Basic credential, and it is as ambient as a cookie afterwards.
-func Basic() Extractor { return Extractor{kind: kindBasic, name: "Basic"} }
-
-// WithChallenge returns a copy of a Basic extractor that makes a handshake
-// carrying no credential at all answer 401 with WWW-Authenticate: Basic
-// instead of Bearer, so that browsers retry with the URL's userinfo.
-func (e Extractor) WithChallenge() Extractor {
-	e.challenge = e.kind == kindBasic
-	return e
-}
-
-// TokenOnly returns a copy of a Basic extractor that refuses a non-empty
-// password with 401 (ErrMalformedCredential) instead of passing it on.
-func (e Extractor) TokenOnly() Extractor {
-	e.tokenOnly = e.kind == kindBasic
-	return e
+// Browsers send no Authorization on the first request even when the URL
+// has userinfo: they do so only after a 401 with WWW-Authenticate: Basic, so
+// browsers need the option Challenge. They then cache the credential for
+// the origin and attach it to every later socket of that origin: a Basic
+// credential is ambient, like a cookie (see Config).
+func Basic(opts ...ExtractorOption) Extractor {
+	return newExtractor(kindBasic, "Basic", opts)
 }
 
 // Bearer reads an RFC 6750 bearer token from Authorization: Bearer, the way
 // for clients that can set headers (Go, Node, native apps). The scheme is
 // matched case-insensitively; a value that is not token68 syntax is a 400
 // with error="invalid_request". Browsers cannot send it.
-func Bearer() Extractor { return Extractor{kind: kindBearer, name: "Bearer"} }
+func Bearer() Extractor { return newExtractor(kindBearer, "Bearer", nil) }
 
 // Cookie reads the token from the cookie called name. A cookie is ambient:
 // the browser attaches it whichever page opens the socket. So a cookie
@@ -189,58 +274,49 @@ func Bearer() Extractor { return Extractor{kind: kindBearer, name: "Bearer"} }
 // Origin is present at all (see InsecureAllowNoOrigin). Two cookies of that
 // name (cookie tossing from a sibling subdomain) are a 400; an empty value
 // is a 401. Name the cookie with the __Host- prefix so that no subdomain can
-// set or shadow it, and make it HttpOnly and Secure.
-func Cookie(name string) Extractor {
+// set or shadow it, and make it HttpOnly and Secure. It panics if name is
+// not a cookie name.
+func Cookie(name string, opts ...ExtractorOption) Extractor {
 	if !isToken(name) {
 		panic("wsgate: Cookie name " + name + " is not an RFC 6265 cookie name")
 	}
-	return Extractor{kind: kindCookie, name: name}
-}
-
-// InsecureAllowNoOrigin returns a copy of a Cookie extractor that accepts the
-// cookie on requests without an Origin header. Browsers always send Origin,
-// so this only admits non-browser clients that replay a cookie; the risk is
-// that anything able to read the cookie can use it from anywhere.
-func (e Extractor) InsecureAllowNoOrigin() Extractor {
-	e.allowNoOrigin = e.kind == kindCookie
-	return e
+	return newExtractor(kindCookie, name, opts)
 }
 
 // Query reads the token from the URL query parameter param, the simplest
 // way for a browser. Exactly one value is accepted (two: 400; empty: 401).
-// The parameter is removed from r.URL.RawQuery and r.RequestURI (and r.Form
-// when parsed) as soon as it is read, so handlers and loggers that run later
-// do not see it, but anything that saw the request earlier (a proxy, an
-// access log in front of the gate, the browser's history) did. Use it for
-// short-lived, single-use tickets, never for long-lived tokens.
+// The gate removes every value of the parameter from r.URL.RawQuery,
+// r.RequestURI and r.Form once it has looked, whatever the outcome, so
+// handlers and loggers that run later do not see it; anything that saw the
+// request earlier (a proxy, an access log in front of the gate, the
+// browser's history) did. Use it for short-lived, single-use tickets, never
+// for long-lived tokens. It panics if param is empty.
 func Query(param string) Extractor {
 	if param == "" {
 		panic("wsgate: Query parameter name is empty")
 	}
-	return Extractor{kind: kindQuery, name: param}
+	return newExtractor(kindQuery, param, nil)
 }
 
-// Source returns the source of the credentials this extractor finds.
-func (e Extractor) Source() Source { return Source(e.kind) }
-
-// Extract finds this extractor's credential in r. It returns an *Error
-// matching ErrNoCredential when there is none, and one matching
-// ErrAmbiguousCredential, ErrMalformedCredential or ErrProtocols when the
-// credential is present but unusable. It does not apply an origin policy or
-// verify the credential. A Query extractor removes its parameter from r.
-func (e Extractor) Extract(r *http.Request) (Credential, error) {
+// Extract finds this extractor's credential in r without modifying r.
+func (e *extractor) Extract(r *http.Request) (Credential, error) {
 	var o offered
 	if e.kind == kindSubprotocol || e.kind == kindSubprotocolPrefix {
 		if err := o.parse(r.Header[hWSProtocol]); err != nil {
-			return Credential{}, err
+			return Credential{}, err.clone()
 		}
 	}
-	return e.extract(r, &o)
+	c, err := e.extract(r, &o)
+	if err != nil {
+		return Credential{}, err.clone()
+	}
+	return c, nil
 }
 
 // extract is Extract with the protocol list already parsed into o. It marks
-// the credential's entry in o as secret.
-func (e *Extractor) extract(r *http.Request, o *offered) (Credential, error) {
+// the credential's entry in o as secret, and records in o where a query
+// parameter was found.
+func (e *extractor) extract(r *http.Request, o *offered) (Credential, *Error) {
 	switch e.kind {
 	case kindSubprotocol:
 		return e.fromMarker(o)
@@ -253,12 +329,12 @@ func (e *Extractor) extract(r *http.Request, o *offered) (Credential, error) {
 	case kindCookie:
 		return e.fromCookie(r)
 	case kindQuery:
-		return e.fromQuery(r)
+		return e.fromQuery(r, o)
 	}
 	return Credential{}, errNoCredential
 }
 
-func (e *Extractor) fromMarker(o *offered) (Credential, error) {
+func (e *extractor) fromMarker(o *offered) (Credential, *Error) {
 	list := o.entries()
 	for i, p := range list {
 		if p != e.name {
@@ -268,15 +344,16 @@ func (e *Extractor) fromMarker(o *offered) (Credential, error) {
 			return Credential{}, errMalformed400.withSource(SourceSubprotocol)
 		}
 		o.markSecret(i + 1)
-		return Credential{Source: SourceSubprotocol, Token: list[i+1]}, nil
+		return NewCredential(SourceSubprotocol, list[i+1]), nil
 	}
 	return Credential{}, errNoCredential
 }
 
-func (e *Extractor) fromPrefix(o *offered) (Credential, error) {
+func (e *extractor) fromPrefix(o *offered) (Credential, *Error) {
 	found := -1
 	for i, p := range o.entries() {
 		if strings.HasPrefix(p, e.name) {
+			o.markSecret(i)
 			if found >= 0 {
 				return Credential{}, errAmbiguous.withSource(SourceSubprotocolPrefix)
 			}
@@ -286,7 +363,6 @@ func (e *Extractor) fromPrefix(o *offered) (Credential, error) {
 	if found < 0 {
 		return Credential{}, errNoCredential
 	}
-	o.markSecret(found)
 	enc := o.list[found][len(e.name):]
 	n := base64.RawURLEncoding.DecodedLen(len(enc))
 	if n == 0 {
@@ -297,18 +373,18 @@ func (e *Extractor) fromPrefix(o *offered) (Credential, error) {
 	if err != nil || n == 0 {
 		return Credential{}, errMalformed401.withSource(SourceSubprotocolPrefix)
 	}
-	return Credential{Source: SourceSubprotocolPrefix, Token: bytesToString(buf[:n])}, nil
+	return NewCredential(SourceSubprotocolPrefix, bytesToString(buf[:n])), nil
 }
 
 // authorization returns the value of the single Authorization header if its
 // scheme is scheme, and the parameters after the scheme.
-func authorization(r *http.Request, o *offered, scheme string) (string, bool, error) {
+func authorization(r *http.Request, o *offered, scheme string) (value string, ok, ambiguous bool) {
 	if !o.authRead {
 		o.auth, o.authRead = r.Header[hAuth], true
 	}
 	lines := o.auth
 	if len(lines) == 0 {
-		return "", false, nil
+		return "", false, false
 	}
 	found := -1
 	for i, line := range lines {
@@ -318,12 +394,12 @@ func authorization(r *http.Request, o *offered, scheme string) (string, bool, er
 		}
 	}
 	if found < 0 {
-		return "", false, nil
+		return "", false, false
 	}
 	if len(lines) > 1 {
-		return "", true, errAmbiguous
+		return "", true, true
 	}
-	return trimOWS(trimOWS(lines[0])[len(scheme):]), true, nil
+	return trimOWS(trimOWS(lines[0])[len(scheme):]), true, false
 }
 
 // hasScheme reports whether the Authorization value v uses scheme.
@@ -332,12 +408,12 @@ func hasScheme(v, scheme string) bool {
 		(len(v) == len(scheme) || v[len(scheme)] == ' ')
 }
 
-func (e *Extractor) fromBasic(r *http.Request, o *offered) (Credential, error) {
-	v, ok, err := authorization(r, o, "Basic")
+func (e *extractor) fromBasic(r *http.Request, o *offered) (Credential, *Error) {
+	v, ok, ambiguous := authorization(r, o, "Basic")
 	if !ok {
 		return Credential{}, errNoCredential
 	}
-	if err != nil {
+	if ambiguous {
 		return Credential{}, errAmbiguous.withSource(SourceBasic)
 	}
 	enc := base64.StdEncoding
@@ -349,7 +425,7 @@ func (e *Extractor) fromBasic(r *http.Request, o *offered) (Credential, error) {
 		return Credential{}, errMalformed401.withSource(SourceBasic)
 	}
 	buf := make([]byte, n)
-	n, err = enc.Decode(buf, stringBytes(v))
+	n, err := enc.Decode(buf, stringBytes(v))
 	if err != nil {
 		return Credential{}, errMalformed401.withSource(SourceBasic)
 	}
@@ -359,12 +435,12 @@ func (e *Extractor) fromBasic(r *http.Request, o *offered) (Credential, error) {
 		return Credential{}, errMalformed401.withSource(SourceBasic)
 	}
 	if i == len(s)-1 {
-		return Credential{Source: SourceBasic, Token: s[:i]}, nil
+		return NewCredential(SourceBasic, s[:i]), nil
 	}
 	if e.tokenOnly {
 		return Credential{}, errMalformed401.withSource(SourceBasic)
 	}
-	return Credential{Source: SourceBasic, Username: s[:i], Password: s[i+1:]}, nil
+	return basicCredential(s[:i], s[i+1:]), nil
 }
 
 // hasControl reports whether s has a control character, which RFC 7617
@@ -393,18 +469,18 @@ func isBase64Value(v string) bool {
 	return len(v)-end <= 2
 }
 
-func (e *Extractor) fromBearer(r *http.Request, o *offered) (Credential, error) {
-	v, ok, err := authorization(r, o, "Bearer")
+func (e *extractor) fromBearer(r *http.Request, o *offered) (Credential, *Error) {
+	v, ok, ambiguous := authorization(r, o, "Bearer")
 	if !ok {
 		return Credential{}, errNoCredential
 	}
-	if err != nil {
+	if ambiguous {
 		return Credential{}, errAmbiguous.withSource(SourceBearer)
 	}
 	if !isToken68(v) {
 		return Credential{}, errMalformed400.withSource(SourceBearer)
 	}
-	return Credential{Source: SourceBearer, Token: v}, nil
+	return NewCredential(SourceBearer, v), nil
 }
 
 // isToken68 checks RFC 6750's b64token: 1*( ALPHA / DIGIT / "-" / "." / "_"
@@ -426,7 +502,7 @@ func isToken68(v string) bool {
 	return true
 }
 
-func (e *Extractor) fromCookie(r *http.Request) (Credential, error) {
+func (e *extractor) fromCookie(r *http.Request) (Credential, *Error) {
 	var val string
 	found := 0
 	for _, line := range r.Header[hCookie] {
@@ -458,10 +534,10 @@ func (e *Extractor) fromCookie(r *http.Request) (Credential, error) {
 	if val == "" {
 		return Credential{}, errMalformed401.withSource(SourceCookie)
 	}
-	return Credential{Source: SourceCookie, Token: val}, nil
+	return NewCredential(SourceCookie, val), nil
 }
 
-func (e *Extractor) fromQuery(r *http.Request) (Credential, error) {
+func (e *extractor) fromQuery(r *http.Request, o *offered) (Credential, *Error) {
 	if r.URL == nil {
 		return Credential{}, errNoCredential
 	}
@@ -485,14 +561,16 @@ func (e *Extractor) fromQuery(r *http.Request) (Credential, error) {
 		}
 		pos = next + 1
 	}
-	switch {
-	case found == 0:
+	if found == 0 {
 		return Credential{}, errNoCredential
-	case found > 1:
-		stripQuery(r, e.name)
+	}
+	o.queryFound = true
+	if found > 1 {
 		return Credential{}, errAmbiguous.withSource(SourceQuery)
 	}
-	removeQueryPair(r, start, end)
+	if o.queryEnd == 0 {
+		o.queryStart, o.queryEnd, o.queryRaw = start, end, raw
+	}
 	if strings.ContainsAny(val, "%+") {
 		u, err := url.QueryUnescape(val)
 		if err != nil {
@@ -503,7 +581,7 @@ func (e *Extractor) fromQuery(r *http.Request) (Credential, error) {
 	if val == "" {
 		return Credential{}, errMalformed401.withSource(SourceQuery)
 	}
-	return Credential{Source: SourceQuery, Token: val}, nil
+	return NewCredential(SourceQuery, val), nil
 }
 
 // queryKeyIs compares a raw query key with name as url.QueryUnescape would
@@ -591,10 +669,14 @@ func setQuery(r *http.Request, raw string) {
 			r.RequestURI = r.RequestURI[:i+1] + raw
 		}
 	}
+}
+
+// dropFormValue removes name from r.Form, which holds the decoded query
+// once parsed, whatever the rest of the query looked like (a query that
+// url.ParseQuery refuses still leaves its good pairs in r.Form).
+func dropFormValue(r *http.Request, name string) {
 	if r.Form != nil {
-		if vs, err := url.ParseQuery(raw); err == nil {
-			r.Form = vs
-		}
+		delete(r.Form, name)
 	}
 }
 

@@ -3,6 +3,7 @@ package wsgate
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -45,7 +46,7 @@ func runExtractCases(t *testing.T, cases []extractCase) {
 
 			if tc.wantErr == nil {
 				require.NoError(t, err)
-				assert.Equal(t, tc.want, got)
+				assertCredential(t, tc.want, got)
 				return
 			}
 			require.ErrorIs(t, err, tc.wantErr)
@@ -55,7 +56,7 @@ func runExtractCases(t *testing.T, cases []extractCase) {
 			assert.Equal(t, tc.wantCode, e.Code, "code")
 			assert.Equal(t, Credential{}, got, "no credential with an error")
 			if errors.Is(err, ErrAmbiguousCredential) || errors.Is(err, ErrMalformedCredential) {
-				assert.Equal(t, tc.extractor.Source(), e.Source, "source of the refusal")
+				assert.Equal(t, Source(tc.extractor.(*extractor).kind), e.Source, "source of the refusal")
 			}
 		})
 	}
@@ -87,55 +88,55 @@ func TestSubprotocolMarkerExtract(t *testing.T) {
 			name:      "finds the token in the entry after the marker",
 			extractor: Subprotocol(DefaultMarker),
 			header:    http.Header{"Sec-Websocket-Protocol": {"chat, access_token, tok.en-1_~+"}},
-			want:      Credential{Source: SourceSubprotocol, Token: "tok.en-1_~+"},
+			want:      NewCredential(SourceSubprotocol, "tok.en-1_~+"),
 		},
 		{
 			name:      "uses the default marker when the marker is empty",
 			extractor: Subprotocol(""),
 			header:    http.Header{"Sec-Websocket-Protocol": {"access_token, tok"}},
-			want:      Credential{Source: SourceSubprotocol, Token: "tok"},
+			want:      NewCredential(SourceSubprotocol, "tok"),
 		},
 		{
 			name:      "finds the token when the marker comes first",
 			extractor: Subprotocol(DefaultMarker),
 			header:    http.Header{"Sec-Websocket-Protocol": {"access_token, tok, chat"}},
-			want:      Credential{Source: SourceSubprotocol, Token: "tok"},
+			want:      NewCredential(SourceSubprotocol, "tok"),
 		},
 		{
 			name:      "finds the token on the header line after the marker's line",
 			extractor: Subprotocol(DefaultMarker),
 			header:    http.Header{"Sec-Websocket-Protocol": {"chat, access_token", "tok"}},
-			want:      Credential{Source: SourceSubprotocol, Token: "tok"},
+			want:      NewCredential(SourceSubprotocol, "tok"),
 		},
 		{
 			name:      "finds the marker on a later header line",
 			extractor: Subprotocol(DefaultMarker),
 			header:    http.Header{"Sec-Websocket-Protocol": {"chat", "access_token, tok"}},
-			want:      Credential{Source: SourceSubprotocol, Token: "tok"},
+			want:      NewCredential(SourceSubprotocol, "tok"),
 		},
 		{
 			name:      "trims spaces and tabs around entries",
 			extractor: Subprotocol(DefaultMarker),
 			header:    http.Header{"Sec-Websocket-Protocol": {" chat ,\taccess_token\t,   tok  "}},
-			want:      Credential{Source: SourceSubprotocol, Token: "tok"},
+			want:      NewCredential(SourceSubprotocol, "tok"),
 		},
 		{
 			name:      "reads a list with no space after the commas as Node ws sends it",
 			extractor: Subprotocol(DefaultMarker),
 			header:    http.Header{"Sec-Websocket-Protocol": {"chat,access_token,tok"}},
-			want:      Credential{Source: SourceSubprotocol, Token: "tok"},
+			want:      NewCredential(SourceSubprotocol, "tok"),
 		},
 		{
 			name:      "accepts an 8000-character token as Chromium sends it",
 			extractor: Subprotocol(DefaultMarker),
 			header:    http.Header{"Sec-Websocket-Protocol": {"access_token, " + longToken}},
-			want:      Credential{Source: SourceSubprotocol, Token: longToken},
+			want:      NewCredential(SourceSubprotocol, longToken),
 		},
 		{
 			name:      "reads a custom marker",
 			extractor: Subprotocol("x-auth"),
 			header:    http.Header{"Sec-Websocket-Protocol": {"chat, x-auth, tok"}},
-			want:      Credential{Source: SourceSubprotocol, Token: "tok"},
+			want:      NewCredential(SourceSubprotocol, "tok"),
 		},
 		{
 			name:       "ignores the default marker when a custom marker is set",
@@ -192,26 +193,36 @@ func TestSubprotocolMarkerExtract(t *testing.T) {
 			name:      "takes the first half of a token split by a comma, as a Go dialer sends ab,cd",
 			extractor: Subprotocol(DefaultMarker),
 			header:    http.Header{"Sec-Websocket-Protocol": {"access_token, ab,cd"}},
-			want:      Credential{Source: SourceSubprotocol, Token: "ab"},
+			want:      NewCredential(SourceSubprotocol, "ab"),
 		},
 		{
-			name:       "refuses a list with an empty entry",
-			extractor:  Subprotocol(DefaultMarker),
-			header:     http.Header{"Sec-Websocket-Protocol": {"chat,, access_token, tok"}},
-			wantErr:    ErrProtocols,
-			wantStatus: http.StatusBadRequest,
+			name:      "ignores an empty entry (RFC 9110 section 5.6.1.2)",
+			extractor: Subprotocol(DefaultMarker),
+			header:    http.Header{"Sec-Websocket-Protocol": {"chat,, access_token, tok"}},
+			want:      NewCredential(SourceSubprotocol, "tok"),
 		},
 		{
-			name:       "refuses a list with a trailing comma",
-			extractor:  Subprotocol(DefaultMarker),
-			header:     http.Header{"Sec-Websocket-Protocol": {"access_token, tok,"}},
-			wantErr:    ErrProtocols,
-			wantStatus: http.StatusBadRequest,
+			name:      "ignores a trailing comma",
+			extractor: Subprotocol(DefaultMarker),
+			header:    http.Header{"Sec-Websocket-Protocol": {"access_token, tok,"}},
+			want:      NewCredential(SourceSubprotocol, "tok"),
 		},
 		{
-			name:       "refuses an empty header line",
+			name:      "ignores a leading comma",
+			extractor: Subprotocol(DefaultMarker),
+			header:    http.Header{"Sec-Websocket-Protocol": {", access_token, tok"}},
+			want:      NewCredential(SourceSubprotocol, "tok"),
+		},
+		{
+			name:      "ignores an empty header line",
+			extractor: Subprotocol(DefaultMarker),
+			header:    http.Header{"Sec-Websocket-Protocol": {"access_token, tok", ""}},
+			want:      NewCredential(SourceSubprotocol, "tok"),
+		},
+		{
+			name:       "refuses an unreasonable number of empty entries",
 			extractor:  Subprotocol(DefaultMarker),
-			header:     http.Header{"Sec-Websocket-Protocol": {"access_token, tok", ""}},
+			header:     http.Header{"Sec-Websocket-Protocol": {"access_token, tok" + strings.Repeat(",", maxEmptyProtocols+1)}},
 			wantErr:    ErrProtocols,
 			wantStatus: http.StatusBadRequest,
 		},
@@ -251,15 +262,15 @@ func TestSubprotocolMarkerExtract(t *testing.T) {
 			wantStatus: http.StatusBadRequest,
 		},
 		{
-			name:      "accepts exactly MaxOfferedProtocols entries",
+			name:      "accepts exactly maxOfferedProtocols entries",
 			extractor: Subprotocol(DefaultMarker),
-			header:    http.Header{"Sec-Websocket-Protocol": {protocolList(MaxOfferedProtocols)}},
-			want:      Credential{Source: SourceSubprotocol, Token: "tok"},
+			header:    http.Header{"Sec-Websocket-Protocol": {protocolList(maxOfferedProtocols)}},
+			want:      NewCredential(SourceSubprotocol, "tok"),
 		},
 		{
-			name:       "refuses more than MaxOfferedProtocols entries",
+			name:       "refuses more than maxOfferedProtocols entries",
 			extractor:  Subprotocol(DefaultMarker),
-			header:     http.Header{"Sec-Websocket-Protocol": {protocolList(MaxOfferedProtocols + 1)}},
+			header:     http.Header{"Sec-Websocket-Protocol": {protocolList(maxOfferedProtocols + 1)}},
 			wantErr:    ErrProtocols,
 			wantStatus: http.StatusBadRequest,
 		},
@@ -277,25 +288,25 @@ func TestSubprotocolPrefixExtract(t *testing.T) {
 			name:      "decodes the Kubernetes form",
 			extractor: SubprotocolPrefix(""),
 			header:    http.Header{"Sec-Websocket-Protocol": {k8sEntry("my-secret-token") + ", v5.channel.k8s.io"}},
-			want:      Credential{Source: SourceSubprotocolPrefix, Token: "my-secret-token"},
+			want:      NewCredential(SourceSubprotocolPrefix, "my-secret-token"),
 		},
 		{
 			name:      "decodes the URL-safe alphabet",
 			extractor: SubprotocolPrefix(""),
 			header:    http.Header{"Sec-Websocket-Protocol": {"v5.channel.k8s.io, " + k8sEntry(binary)}},
-			want:      Credential{Source: SourceSubprotocolPrefix, Token: binary},
+			want:      NewCredential(SourceSubprotocolPrefix, binary),
 		},
 		{
 			name:      "finds the prefixed entry on a later header line",
 			extractor: SubprotocolPrefix(""),
 			header:    http.Header{"Sec-Websocket-Protocol": {"v5.channel.k8s.io", k8sEntry("tok")}},
-			want:      Credential{Source: SourceSubprotocolPrefix, Token: "tok"},
+			want:      NewCredential(SourceSubprotocolPrefix, "tok"),
 		},
 		{
 			name:      "reads a custom prefix",
 			extractor: SubprotocolPrefix("token."),
 			header:    http.Header{"Sec-Websocket-Protocol": {"chat, token." + base64.RawURLEncoding.EncodeToString([]byte("tok"))}},
-			want:      Credential{Source: SourceSubprotocolPrefix, Token: "tok"},
+			want:      NewCredential(SourceSubprotocolPrefix, "tok"),
 		},
 		{
 			name:       "refuses characters outside the base64url alphabet with 401 invalid_token",
@@ -390,53 +401,53 @@ func TestBasicExtract(t *testing.T) {
 			name:      "reads a token-only userinfo as the token",
 			extractor: Basic(),
 			header:    http.Header{"Authorization": {basicValue("TOKEN:")}},
-			want:      Credential{Source: SourceBasic, Token: "TOKEN"},
+			want:      NewCredential(SourceBasic, "TOKEN"),
 		},
 		{
 			name:      "matches a lower-case scheme",
 			extractor: Basic(),
 			header:    http.Header{"Authorization": {"basic " + base64.StdEncoding.EncodeToString([]byte("TOKEN:"))}},
-			want:      Credential{Source: SourceBasic, Token: "TOKEN"},
+			want:      NewCredential(SourceBasic, "TOKEN"),
 		},
 		{
 			name:      "matches an upper-case scheme",
 			extractor: Basic(),
 			header:    http.Header{"Authorization": {"BASIC " + base64.StdEncoding.EncodeToString([]byte("TOKEN:"))}},
-			want:      Credential{Source: SourceBasic, Token: "TOKEN"},
+			want:      NewCredential(SourceBasic, "TOKEN"),
 		},
 		{
 			name:      "trims spaces around the value",
 			extractor: Basic(),
 			header:    http.Header{"Authorization": {"  Basic    " + base64.StdEncoding.EncodeToString([]byte("TOKEN:")) + "\t"}},
-			want:      Credential{Source: SourceBasic, Token: "TOKEN"},
+			want:      NewCredential(SourceBasic, "TOKEN"),
 		},
 		{
 			name:      "accepts unpadded base64",
 			extractor: Basic(),
 			header:    http.Header{"Authorization": {"Basic " + base64.RawStdEncoding.EncodeToString([]byte("tok:"))}},
-			want:      Credential{Source: SourceBasic, Token: "tok"},
+			want:      NewCredential(SourceBasic, "tok"),
 		},
 		{
 			name:      "passes a non-empty password on as username and password",
 			extractor: Basic(),
 			header:    http.Header{"Authorization": {basicValue("user:pass")}},
-			want:      Credential{Source: SourceBasic, Username: "user", Password: "pass"},
+			want:      basicCredential("user", "pass"),
 		},
 		{
 			name:      "splits at the first colon",
 			extractor: Basic(),
 			header:    http.Header{"Authorization": {basicValue("a:b:c")}},
-			want:      Credential{Source: SourceBasic, Username: "a", Password: "b:c"},
+			want:      basicCredential("a", "b:c"),
 		},
 		{
 			name:      "keeps a token-only userinfo under TokenOnly",
-			extractor: Basic().TokenOnly(),
+			extractor: Basic(TokenOnly),
 			header:    http.Header{"Authorization": {basicValue("TOKEN:")}},
-			want:      Credential{Source: SourceBasic, Token: "TOKEN"},
+			want:      NewCredential(SourceBasic, "TOKEN"),
 		},
 		{
 			name:       "refuses a password under TokenOnly with 401",
-			extractor:  Basic().TokenOnly(),
+			extractor:  Basic(TokenOnly),
 			header:     http.Header{"Authorization": {basicValue("user:pass")}},
 			wantErr:    ErrMalformedCredential,
 			wantStatus: http.StatusUnauthorized,
@@ -560,25 +571,25 @@ func TestBearerExtract(t *testing.T) {
 			name:      "reads an RFC 6750 bearer token",
 			extractor: Bearer(),
 			header:    http.Header{"Authorization": {"Bearer abc.DEF-123_~+/=="}},
-			want:      Credential{Source: SourceBearer, Token: "abc.DEF-123_~+/=="},
+			want:      NewCredential(SourceBearer, "abc.DEF-123_~+/=="),
 		},
 		{
 			name:      "matches a lower-case scheme",
 			extractor: Bearer(),
 			header:    http.Header{"Authorization": {"bearer tok"}},
-			want:      Credential{Source: SourceBearer, Token: "tok"},
+			want:      NewCredential(SourceBearer, "tok"),
 		},
 		{
 			name:      "matches an upper-case scheme",
 			extractor: Bearer(),
 			header:    http.Header{"Authorization": {"BEARER tok"}},
-			want:      Credential{Source: SourceBearer, Token: "tok"},
+			want:      NewCredential(SourceBearer, "tok"),
 		},
 		{
 			name:      "trims spaces between scheme and token",
 			extractor: Bearer(),
 			header:    http.Header{"Authorization": {"Bearer    tok  "}},
-			want:      Credential{Source: SourceBearer, Token: "tok"},
+			want:      NewCredential(SourceBearer, "tok"),
 		},
 		{
 			name:       "refuses a token with a space inside with 400 invalid_request",
@@ -666,31 +677,31 @@ func TestCookieExtract(t *testing.T) {
 			name:      "finds the named cookie among several",
 			extractor: Cookie("session"),
 			header:    http.Header{"Cookie": {"theme=dark; session=tok; lang=en"}},
-			want:      Credential{Source: SourceCookie, Token: "tok"},
+			want:      NewCredential(SourceCookie, "tok"),
 		},
 		{
 			name:      "finds the named cookie on a second Cookie line",
 			extractor: Cookie("session"),
 			header:    http.Header{"Cookie": {"theme=dark", "session=tok"}},
-			want:      Credential{Source: SourceCookie, Token: "tok"},
+			want:      NewCredential(SourceCookie, "tok"),
 		},
 		{
 			name:      "removes the quotes around a quoted value",
 			extractor: Cookie("session"),
 			header:    http.Header{"Cookie": {`session="tok"`}},
-			want:      Credential{Source: SourceCookie, Token: "tok"},
+			want:      NewCredential(SourceCookie, "tok"),
 		},
 		{
 			name:      "keeps an equals sign inside the value",
 			extractor: Cookie("session"),
 			header:    http.Header{"Cookie": {"session=dG9r=="}},
-			want:      Credential{Source: SourceCookie, Token: "dG9r=="},
+			want:      NewCredential(SourceCookie, "dG9r=="),
 		},
 		{
 			name:      "reads a __Host- cookie",
 			extractor: Cookie("__Host-session"),
 			header:    http.Header{"Cookie": {"session=other; __Host-session=tok"}},
-			want:      Credential{Source: SourceCookie, Token: "tok"},
+			want:      NewCredential(SourceCookie, "tok"),
 		},
 		{
 			name:       "refuses two cookies of the same name with 400",
@@ -776,35 +787,35 @@ func TestQueryExtract(t *testing.T) {
 		{
 			name:           "reads the only parameter and leaves no query",
 			target:         "/ws?token=tok",
-			want:           Credential{Source: SourceQuery, Token: "tok"},
+			want:           NewCredential(SourceQuery, "tok"),
 			wantRawQuery:   "",
 			wantRequestURI: "/ws",
 		},
 		{
 			name:           "reads the first parameter and keeps the others",
 			target:         "/ws?token=tok&room=1&lang=en",
-			want:           Credential{Source: SourceQuery, Token: "tok"},
+			want:           NewCredential(SourceQuery, "tok"),
 			wantRawQuery:   "room=1&lang=en",
 			wantRequestURI: "/ws?room=1&lang=en",
 		},
 		{
 			name:           "reads a middle parameter and keeps the others",
 			target:         "/ws?room=1&token=tok&lang=en",
-			want:           Credential{Source: SourceQuery, Token: "tok"},
+			want:           NewCredential(SourceQuery, "tok"),
 			wantRawQuery:   "room=1&lang=en",
 			wantRequestURI: "/ws?room=1&lang=en",
 		},
 		{
 			name:           "reads the last parameter and keeps the others",
 			target:         "/ws?room=1&lang=en&token=tok",
-			want:           Credential{Source: SourceQuery, Token: "tok"},
+			want:           NewCredential(SourceQuery, "tok"),
 			wantRawQuery:   "room=1&lang=en",
 			wantRequestURI: "/ws?room=1&lang=en",
 		},
 		{
 			name:           "rewrites an absolute request URI",
 			target:         "http://example.com/ws?room=1&token=tok",
-			want:           Credential{Source: SourceQuery, Token: "tok"},
+			want:           NewCredential(SourceQuery, "tok"),
 			wantRawQuery:   "room=1",
 			wantRequestURI: "http://example.com/ws?room=1",
 		},
@@ -812,28 +823,28 @@ func TestQueryExtract(t *testing.T) {
 			name:           "removes the parameter from a parsed form",
 			target:         "/ws?room=1&token=tok",
 			parseForm:      true,
-			want:           Credential{Source: SourceQuery, Token: "tok"},
+			want:           NewCredential(SourceQuery, "tok"),
 			wantRawQuery:   "room=1",
 			wantRequestURI: "/ws?room=1",
 		},
 		{
 			name:           "decodes a percent-encoded value",
 			target:         "/ws?token=a%2Fb%3D%3D&room=1",
-			want:           Credential{Source: SourceQuery, Token: "a/b=="},
+			want:           NewCredential(SourceQuery, "a/b=="),
 			wantRawQuery:   "room=1",
 			wantRequestURI: "/ws?room=1",
 		},
 		{
 			name:           "decodes a plus as a space",
 			target:         "/ws?token=a+b",
-			want:           Credential{Source: SourceQuery, Token: "a b"},
+			want:           NewCredential(SourceQuery, "a b"),
 			wantRawQuery:   "",
 			wantRequestURI: "/ws",
 		},
 		{
 			name:           "matches a percent-encoded parameter name",
 			target:         "/ws?room=1&%74oken=tok",
-			want:           Credential{Source: SourceQuery, Token: "tok"},
+			want:           NewCredential(SourceQuery, "tok"),
 			wantRawQuery:   "room=1",
 			wantRequestURI: "/ws?room=1",
 		},
@@ -902,8 +913,16 @@ func TestQueryExtract(t *testing.T) {
 				require.Equal(t, "tok", r.Form.Get("token"))
 			}
 
+			rawQuery, requestURI := r.URL.RawQuery, r.RequestURI
 			got, err := Query("token").Extract(r)
+			assert.Equal(t, rawQuery, r.URL.RawQuery, "Extract leaves RawQuery as it was")
+			assert.Equal(t, requestURI, r.RequestURI, "Extract leaves RequestURI as it was")
 
+			// The gate removes the parameter once it has looked.
+			g := New(StaticToken(secret, user{}), Config{Extractors: []Extractor{Query("token")}})
+			var o offered
+			_, _ = g.extractors[0].builtin.extract(r, &o)
+			g.stripQueries(r, &o)
 			assert.Equal(t, tc.wantRawQuery, r.URL.RawQuery, "RawQuery")
 			assert.Equal(t, tc.wantRequestURI, r.RequestURI, "RequestURI")
 			if tc.parseForm {
@@ -912,7 +931,7 @@ func TestQueryExtract(t *testing.T) {
 			}
 			if tc.wantErr == nil {
 				require.NoError(t, err)
-				assert.Equal(t, tc.want, got)
+				assertCredential(t, tc.want, got)
 				return
 			}
 			require.ErrorIs(t, err, tc.wantErr)
@@ -924,34 +943,48 @@ func TestQueryExtract(t *testing.T) {
 	}
 }
 
-func TestZeroExtractorFindsNothing(t *testing.T) {
-	r := httptest.NewRequest(http.MethodGet, "/ws?token=tok", nil)
-	r.Header.Set("Authorization", "Bearer tok")
-
-	_, err := Extractor{}.Extract(r)
-
-	require.ErrorIs(t, err, ErrNoCredential)
+// assertCredential compares two credentials by what they hold.
+func assertCredential(t *testing.T, want, got Credential) {
+	t.Helper()
+	assert.Equal(t, want.Source, got.Source, "source")
+	assert.Equal(t, want.Token(), got.Token(), "token")
+	assert.Equal(t, want.Username(), got.Username(), "username")
+	assert.Equal(t, want.Password(), got.Password(), "password")
 }
 
 func TestCredentialFormattingHidesSecrets(t *testing.T) {
 	c := Credential{
 		Source:   SourceBasic,
-		Token:    "token-SECRET-1",
-		Username: "user-SECRET-2",
-		Password: "password-SECRET-3",
+		token:    secretOf("token-SECRET-1"),
+		username: secretOf("user-SECRET-2"),
+		password: secretOf("password-SECRET-3"),
 	}
-	secrets := []string{c.Token, c.Username, c.Password, "SECRET"}
+	secrets := []string{c.Token(), c.Username(), c.Password(), "SECRET"}
 	type wrapper struct {
 		Cred Credential
 	}
+	type hidden struct {
+		name string
+		cred Credential
+	}
 
-	var jsonLog, textLog bytes.Buffer
+	var jsonLog, textLog, nestedJSON, nestedText, structJSON, structText bytes.Buffer
 	slog.New(slog.NewJSONHandler(&jsonLog, nil)).Info("handshake", "cred", c)
 	slog.New(slog.NewTextHandler(&textLog, nil)).Info("handshake", slog.Any("cred", &c))
+	slog.New(slog.NewJSONHandler(&nestedJSON, nil)).Info("handshake", slog.Group("g", slog.Group("h", slog.Any("cred", c))))
+	slog.New(slog.NewTextHandler(&nestedText, nil)).WithGroup("g").Info("handshake", slog.Group("h", "cred", c))
+	slog.New(slog.NewJSONHandler(&structJSON, nil)).Info("handshake", "w", wrapper{Cred: c}, "h", hidden{"x", c})
+	slog.New(slog.NewTextHandler(&structText, nil)).Info("handshake", "w", wrapper{Cred: c}, "h", hidden{"x", c})
+	jsonOf := func(v any) string {
+		b, err := json.Marshal(v)
+		require.NoError(t, err)
+		return string(b)
+	}
 
 	tests := []struct {
-		name string
-		out  string
+		name     string
+		out      string
+		noSource bool
 	}{
 		{
 			name: "%v",
@@ -990,6 +1023,31 @@ func TestCredentialFormattingHidesSecrets(t *testing.T) {
 			out:  fmt.Sprintf("%v", []Credential{c}),
 		},
 		{
+			name: "%x and %d",
+			out:  fmt.Sprintf("%x %X %d %s", c, wrapper{c}, c, []any{c}),
+		},
+		{
+			name:     "%v, %+v and %#v of an unexported field",
+			out:      fmt.Sprintf("%v %+v %#v %s %x", hidden{"x", c}, hidden{"x", c}, hidden{"x", c}, hidden{"x", c}, hidden{"x", c}),
+			noSource: true, // fmt cannot call methods on unexported fields
+		},
+		{
+			name: "json.Marshal",
+			out:  jsonOf(c) + jsonOf(&c) + jsonOf(wrapper{c}) + jsonOf(map[string]any{"c": c}),
+		},
+		{
+			name: "slog JSON handler, nested groups",
+			out:  nestedJSON.String(),
+		},
+		{
+			name: "slog text handler, nested groups",
+			out:  nestedText.String(),
+		},
+		{
+			name: "slog handlers, struct values holding one",
+			out:  structJSON.String() + structText.String(),
+		},
+		{
 			name: "slog JSON handler",
 			out:  jsonLog.String(),
 		},
@@ -1004,7 +1062,9 @@ func TestCredentialFormattingHidesSecrets(t *testing.T) {
 			for _, s := range secrets {
 				assert.NotContains(t, tc.out, s)
 			}
-			assert.Contains(t, tc.out, "basic", "the source is still shown")
+			if !tc.noSource {
+				assert.Contains(t, tc.out, "basic", "the source is still shown")
+			}
 		})
 	}
 }
@@ -1081,7 +1141,7 @@ func TestExtractAllocations(t *testing.T) {
 			})
 
 			require.NoError(t, err)
-			assert.Equal(t, token, got.Token, "the measured call found the credential")
+			assert.Equal(t, token, got.Token(), "the measured call found the credential")
 			assert.LessOrEqual(t, allocs, tc.maxAllocs)
 		})
 	}

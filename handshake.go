@@ -2,7 +2,6 @@ package wsgate
 
 import (
 	"net/http"
-	"strings"
 )
 
 // Canonical header keys, so lookups in http.Header allocate nothing.
@@ -38,7 +37,8 @@ const (
 //     hop-by-hop header, and no Upgrade answer can repair that.
 //   - Sec-WebSocket-Version missing or repeated: 400; present but not 13: 426;
 //     both with Sec-WebSocket-Version: 13, ErrVersion
-//   - Sec-WebSocket-Key missing, repeated or invalid (see CheckKey): 400, ErrKey
+//   - Sec-WebSocket-Key missing, repeated, or not the standard (padded)
+//     base64 encoding of 16 bytes after trimming spaces and tabs: 400, ErrKey
 //   - a body (Content-Length > 0 or any Transfer-Encoding): 400, ErrBody
 //
 // Over HTTP/2 (RFC 8441 section 5) the request must instead be an extended
@@ -55,50 +55,54 @@ const (
 // an origin policy; see OriginPolicy.
 func CheckHandshake(r *http.Request) error {
 	if _, err := checkHandshake(r); err != nil {
-		return err
+		return err.clone()
 	}
 	return nil
 }
 
-// checkHandshake is CheckHandshake. It also reports whether gobwas/ws, which
-// reads only the first line of each header and trims nothing, reads r the
-// same way (plain); when it would not, upgrade hands it a normalised copy.
-func checkHandshake(r *http.Request) (plain bool, err *Error) {
+// checkHandshake is CheckHandshake. It also returns the trimmed
+// Sec-WebSocket-Key ("" over HTTP/2, which has none).
+func checkHandshake(r *http.Request) (key string, err *Error) {
 	if r.ProtoMajor != 1 || r.ProtoMinor < 1 {
 		if r.ProtoMajor == 2 {
-			return false, checkConnect(r)
+			return "", checkConnect(r)
 		}
-		return false, errHTTPVersion
+		return "", errHTTPVersion
 	}
 	if r.Method != http.MethodGet {
-		return false, errMethod
+		return "", errMethod
 	}
 	if r.Host == "" {
-		return false, errHost
+		return "", errHost
 	}
 	h := r.Header
 	up, conn := h[hUpgrade], h[hConnection]
 	if !hasToken(up, "websocket") {
-		return false, errUpgrade
+		return "", errUpgrade
 	}
 	if !hasToken(conn, "upgrade") {
-		return false, errConnection
+		return "", errConnection
 	}
 	v := h[hWSVersion]
 	switch {
 	case len(v) != 1:
-		return false, errVersionMissing
-	case trimOWS(v[0]) != versionValue:
-		return false, errVersion
+		return "", errVersionMissing
+	case v[0] != versionValue && trimOWS(v[0]) != versionValue:
+		return "", errVersion
 	}
 	k := h[hWSKey]
-	if len(k) != 1 || !validKey(trimOWS(k[0])) {
-		return false, errKey
+	if len(k) != 1 {
+		return "", errKey
+	}
+	key = k[0]
+	if len(key) != keyLen {
+		key = trimOWS(key)
+	}
+	if !validKey(key) {
+		return "", errKey
 	}
 	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
-		return false, errBody
+		return "", errBody
 	}
-	plain = strings.EqualFold(up[0], "websocket") && len(k[0]) == keyLen && v[0] == versionValue &&
-		len(conn) == 1 && (strings.EqualFold(conn[0], "Upgrade") || strings.EqualFold(conn[0], "keep-alive, Upgrade"))
-	return plain, nil
+	return key, nil
 }

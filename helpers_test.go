@@ -167,3 +167,14 @@ func (w *hijackWriter) responseText() string {
 	b.Write(w.body.Bytes())
 	return b.String()
 }
+
+// acceptKey returns the Sec-WebSocket-Accept value for key.
+func acceptKey(key string) string { return string(AppendAcceptKey(nil, key)) }
+
+// checkKey is the Sec-WebSocket-Key check of CheckHandshake.
+func checkKey(key string) error {
+	if !validKey(trimOWS(key)) {
+		return errKey.clone()
+	}
+	return nil
+}

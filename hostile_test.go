@@ -611,7 +611,7 @@ func TestConcurrentHandshakesShareOneGate(t *testing.T) {
 		tokens[fmt.Sprintf("token-%02d-%s", i, secret)] = user{fmt.Sprintf("user-%02d", i)}
 	}
 	g := New(func(_ context.Context, c Credential) (user, error) {
-		u, ok := tokens[c.Token]
+		u, ok := tokens[c.Token()]
 		if !ok {
 			return user{}, ErrInvalidToken
 		}

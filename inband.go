@@ -72,7 +72,7 @@ func ParseJSONAuth(msg []byte) (Credential, error) {
 	if json.Unmarshal(msg, &m) != nil || m.Type != "auth" || m.Token == "" {
 		return Credential{}, errMalformed401.withSource(SourceMessage)
 	}
-	return Credential{Source: SourceMessage, Token: m.Token}, nil
+	return NewCredential(SourceMessage, m.Token), nil
 }
 
 // withDefaults returns a copy of a with its zero fields set.
@@ -89,17 +89,17 @@ func (a InBandAuth) withDefaults() *InBandAuth {
 	return &a
 }
 
-var errNotAuthMessage = refusal(ErrMalformedCredential, http.StatusUnauthorized, "invalid_token", "first message must carry the credential")
+var errNotAuthMessage = refusal(ErrMalformedCredential, http.StatusUnauthorized, "invalid_token", "first message must carry the credential", CloseUnauthorized)
 
 // serveInBand upgrades a handshake that carried no credential, authenticates
 // its first message and, on success, runs serve.
 func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time.Time, serve func(context.Context, Session[P])) {
 	protocol := g.refusalEcho(r.Header[hWSProtocol])
-	plain, _ := checkHandshake(r)
-	conn, err := upgrade(w, r, protocol, g.selectors[protocol], plain, "")
+	key, _ := checkHandshake(r)
+	conn, err := switchProtocols(w, r, key, protocol, "")
 	if err != nil {
 		if g.observed() {
-			g.observe(r, start, http.StatusInternalServerError, SourceMessage, err, 0)
+			g.observe(r, start, err.Status, SourceMessage, err.clone(), 0)
 		}
 		return
 	}
@@ -118,7 +118,7 @@ func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time
 	if perr != nil {
 		refuseWith(conn, CloseUnauthorized, errMalformed401.Reason)
 		if g.observed() {
-			g.observe(r, start, http.StatusUnauthorized, SourceMessage, errMalformed401.withSource(SourceMessage), CloseUnauthorized)
+			g.observe(r, start, http.StatusUnauthorized, SourceMessage, errMalformed401.withSource(SourceMessage).clone(), CloseUnauthorized)
 		}
 		return
 	}
@@ -127,10 +127,10 @@ func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time
 	var verr *Error
 	a.Principal, a.Expires, verr = g.verifyCredential(r, cred)
 	if verr != nil {
-		code, reason, _ := CloseCodeFor(verr)
-		refuseWith(conn, code, reason)
+		code := verr.CloseCode
+		refuseWith(conn, code, closeReason(verr.Reason))
 		if g.observed() {
-			g.observe(r, start, verr.Status, SourceMessage, verr, code)
+			g.observe(r, start, verr.Status, SourceMessage, verr.clone(), code)
 		}
 		return
 	}
@@ -159,7 +159,7 @@ func readAuthMessage(conn net.Conn, a *InBandAuth) (msg []byte, code ws.StatusCo
 	// The length is checked before anything of the payload is read or
 	// allocated.
 	if h.Length > int64(a.MaxSize) {
-		return nil, CloseMessageTooBig, "authentication message too big"
+		return nil, ws.StatusMessageTooBig, "authentication message too big"
 	}
 	msg = make([]byte, h.Length)
 	if _, err := io.ReadFull(conn, msg); err != nil {
@@ -178,11 +178,11 @@ func readAuthMessage(conn net.Conn, a *InBandAuth) (msg []byte, code ws.StatusCo
 func inBandFailure(code ws.StatusCode, reason string) *Error {
 	switch code {
 	case 0:
-		return refusal(ErrNoCredential, http.StatusUnauthorized, "", "client went away before authenticating").withSource(SourceMessage)
+		return refusal(ErrNoCredential, http.StatusUnauthorized, "", "client went away before authenticating", 0).withSource(SourceMessage)
 	case CloseAuthTimeout:
-		return refusal(ErrNoCredential, http.StatusUnauthorized, "", reason).withSource(SourceMessage)
+		return refusal(ErrNoCredential, http.StatusUnauthorized, "", reason, code).withSource(SourceMessage)
 	}
-	return refusal(ErrMalformedCredential, http.StatusUnauthorized, "", reason).withSource(SourceMessage)
+	return refusal(ErrMalformedCredential, http.StatusUnauthorized, "", reason, code).withSource(SourceMessage)
 }
 
 func readFailure(err error) (ws.StatusCode, string) {

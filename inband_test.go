@@ -79,7 +79,7 @@ func TestInBandAuthentication(t *testing.T) {
 		{
 			name:       "a message over MaxSize is 1009",
 			after:      clientFrame(authMessage(secret + strings.Repeat("x", 100))),
-			wantCode:   CloseMessageTooBig,
+			wantCode:   ws.StatusMessageTooBig,
 			wantReason: "authentication message too big",
 		},
 		{
@@ -88,7 +88,7 @@ func TestInBandAuthentication(t *testing.T) {
 			// of the close frame.
 			name:       "a large message over MaxSize is 1009 and an orderly close",
 			after:      clientFrame(authMessage(strings.Repeat("x", 256<<10))),
-			wantCode:   CloseMessageTooBig,
+			wantCode:   ws.StatusMessageTooBig,
 			wantReason: "authentication message too big",
 		},
 		{
@@ -171,7 +171,7 @@ func TestInBandDoesNotApplyToTheMiddleware(t *testing.T) {
 func TestParseJSONAuth(t *testing.T) {
 	c, err := ParseJSONAuth([]byte(`{"type":"auth","token":"abc","extra":1}`))
 	require.NoError(t, err)
-	assert.Equal(t, Credential{Source: SourceMessage, Token: "abc"}, c)
+	assertCredential(t, NewCredential(SourceMessage, "abc"), c)
 	for _, bad := range []string{``, `null`, `[]`, `{"type":"auth"}`, `{"type":"auth","token":""}`, `{"token":"abc"}`, `{"type":"Auth","token":"abc"}`, `{"type":"auth","token":1}`} {
 		_, err := ParseJSONAuth([]byte(bad))
 		assert.ErrorIs(t, err, ErrMalformedCredential, bad)
@@ -185,7 +185,7 @@ func TestCustomInBandParser(t *testing.T) {
 			if !ok {
 				return Credential{}, ErrMalformedCredential
 			}
-			return Credential{Token: tok}, nil
+			return NewCredential(SourceNone, tok), nil
 		},
 	}})
 	srv := newServer(t, g.Handler(echoSession))

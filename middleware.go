@@ -55,11 +55,17 @@ type Config struct {
 	// goroutine before the answer is finished, so it must be quick.
 	OnHandshake func(HandshakeEvent)
 
-	// Refusal says how refusals are answered: with HTTP errors (RefuseHTTP,
-	// the default) or, for the credential, verification and subprotocol
-	// refusals a browser page should be able to see, with a close frame
-	// after the upgrade (RefuseCloseFrame).
-	Refusal RefusalMode
+	// RefuseWithCloseFrame answers the credential, verification and
+	// subprotocol refusals (those with an Error.CloseCode) by completing the
+	// upgrade and then sending a close frame, whose code and reason a
+	// browser page can read (CloseEvent.code and .reason); with HTTP
+	// errors, the default, a page sees only close 1006. A request that
+	// fails CheckHandshake or the origin policy (including an ambient
+	// credential without an allowed Origin) is still answered with an HTTP
+	// error, as is a failure to upgrade: those are not safe or not possible
+	// to upgrade. The refused connection runs no application code and no
+	// frame the client sends is interpreted.
+	RefuseWithCloseFrame bool
 
 	// InBand, when set, makes Gate.Handler accept a handshake without a
 	// credential and authenticate its first message instead; see
@@ -88,34 +94,39 @@ const defaultRealm = "wsgate"
 // origin policy, the Sec-WebSocket-Protocol list, the credential
 // (extractors, then the Verifier) and the subprotocol to echo. Any failure is
 // answered with an HTTP error (see Error) before the connection is hijacked,
-// or, with Config.Refusal set to RefuseCloseFrame, some of them with a close
-// frame after the upgrade.
+// or, with Config.RefuseWithCloseFrame, some of them with a close frame
+// after the upgrade.
+//
+// Every entry point runs that same pipeline and answers alike: Handler,
+// Middleware with Upgrade, and Authenticate with Accept or Refuse for
+// frameworks.
 //
 // P is the type of the principal the Verifier returns; it reaches user code
-// typed, through PrincipalFrom or Session. A Gate is safe for concurrent use.
+// typed, through Session or AuthFrom. A Gate is safe for concurrent use. The
+// zero Gate refuses every handshake with 500 (ErrVerifier): make one with
+// New.
 type Gate[P any] struct {
 	verify        Verifier[P]
-	extractors    []Extractor
+	extractors    []slot
+	queries       int // Query extractors among them
 	protocols     []string
 	origin        OriginPolicy
 	firstWins     bool
 	basic         bool // answer a missing credential with a Basic challenge
 	verifyTimeout time.Duration
-	refusal       RefusalMode
+	closeFrames   bool
 	inband        *InBandAuth // nil: no in-band authentication
 	compression   bool
 	challenges    *challenges
-	// selectors holds the gobwas/ws Protocol callback of every protocol the
-	// gate may echo (Protocols and the markers), made once.
-	selectors map[string]func(string) bool
 
 	logger      *slog.Logger
 	onHandshake func(HandshakeEvent)
 }
 
 // New returns a Gate that verifies credentials with verify. It panics if
-// verify is nil, an AllowedOrigins pattern is malformed, or an application
-// protocol is not an RFC 7230 token, because those are programming errors.
+// verify is nil, an extractor is nil, an AllowedOrigins pattern is
+// malformed, or an application protocol is not an RFC 7230 token, because
+// those are programming errors.
 func New[P any](verify Verifier[P], cfg Config) *Gate[P] {
 	if verify == nil {
 		panic("wsgate: New with a nil Verifier")
@@ -130,25 +141,36 @@ func New[P any](verify Verifier[P], cfg Config) *Gate[P] {
 	}
 	g := &Gate[P]{
 		verify:        verify,
-		extractors:    append([]Extractor(nil), cfg.Extractors...),
 		protocols:     append([]string(nil), cfg.Protocols...),
 		origin:        cfg.Origin,
 		firstWins:     cfg.FirstCredentialWins,
 		verifyTimeout: cfg.VerifyTimeout,
 		logger:        cfg.Logger,
 		onHandshake:   cfg.OnHandshake,
-		refusal:       cfg.Refusal,
+		closeFrames:   cfg.RefuseWithCloseFrame,
 		compression:   cfg.Compression,
 	}
 	if cfg.InBand != nil {
 		g.inband = cfg.InBand.withDefaults()
 	}
 	g.origin.AllowedOrigins = append([]string(nil), cfg.Origin.AllowedOrigins...)
-	if len(g.extractors) == 0 {
-		g.extractors = []Extractor{Bearer(), Subprotocol(DefaultMarker)}
+	extractors := cfg.Extractors
+	if len(extractors) == 0 {
+		extractors = []Extractor{Bearer(), Subprotocol(DefaultMarker)}
 	}
-	for _, e := range g.extractors {
-		g.basic = g.basic || e.challenge
+	for _, e := range extractors {
+		switch ex := e.(type) {
+		case nil:
+			panic("wsgate: Config.Extractors holds a nil Extractor")
+		case *extractor:
+			g.extractors = append(g.extractors, slot{builtin: ex})
+			g.basic = g.basic || ex.challenge
+			if ex.kind == kindQuery {
+				g.queries++
+			}
+		default:
+			g.extractors = append(g.extractors, slot{custom: e})
+		}
 	}
 	if g.verifyTimeout <= 0 {
 		g.verifyTimeout = DefaultVerifyTimeout
@@ -158,19 +180,13 @@ func New[P any](verify Verifier[P], cfg Config) *Gate[P] {
 		realm = defaultRealm
 	}
 	g.challenges = newChallenges(realm)
-	g.selectors = make(map[string]func(string) bool)
-	for _, p := range g.protocols {
-		g.selectors[p] = newSelector(p)
-	}
-	for _, e := range g.extractors {
-		if e.kind == kindSubprotocol {
-			g.selectors[e.name] = newSelector(e.name)
-		}
-	}
 	return g
 }
 
-// Auth is the outcome of a successful authentication.
+// Auth is the outcome of a successful authentication: what the gate found
+// and what the upgrade will answer. Gate.Accept answers with what the
+// pipeline decided, not with these fields: changing them changes nothing
+// but the copy.
 type Auth[P any] struct {
 	// Principal is what the Verifier returned.
 	Principal P
@@ -188,12 +204,15 @@ type Auth[P any] struct {
 	// with SetExpiry, or the zero time. Session.Renew does not change it.
 	Expires time.Time
 
-	plain bool   // gobwas/ws reads the request as is (see checkHandshake)
-	ext   string // the Sec-WebSocket-Extensions answer, or ""
+	gate  *Gate[P]      // the gate that decided, nil for none
+	req   *http.Request // the request it decided on
+	key   string        // the request's Sec-WebSocket-Key ("" over HTTP/2)
+	ext   string        // the Sec-WebSocket-Extensions answer, or ""
+	start time.Time     // when the gate first saw the request, if observed
 }
 
 // Session is an authenticated, upgraded connection, handed to the callback
-// of Gate.Handler.
+// of Gate.Handler and returned by Gate.Accept.
 type Session[P any] struct {
 	Auth[P]
 	// Conn is the WebSocket connection, ready for frames (for example with
@@ -210,202 +229,128 @@ type Session[P any] struct {
 }
 
 // Authenticate runs every check of the gate on r without writing anything
-// or upgrading. On failure it returns an *Error; answer it with
-// Gate.WriteError. On success it has removed the credential's subprotocol
-// entry and query parameter from r, and Auth.Protocol is what the upgrade
-// must echo. It lets a framework put the gate in front of its own upgrade.
+// or upgrading, for frameworks that answer the handshake themselves. On
+// failure it returns an *Error (the caller's own copy): answer it with
+// Gate.Refuse. On success it has removed the credential's subprotocol entry
+// and query parameter from r; answer it with Gate.Accept:
+//
+//	a, err := gate.Authenticate(r)
+//	if err != nil {
+//		gate.Refuse(w, r, err)
+//		return
+//	}
+//	s, err := gate.Accept(w, r, a)
+//	if err != nil {
+//		return // answered
+//	}
+//	defer s.Conn.Close()
+//
+// Config.InBand does not apply here: a handshake without a credential is
+// refused.
 func (g *Gate[P]) Authenticate(r *http.Request) (Auth[P], error) {
 	a, err := g.authenticate(r)
 	if err != nil {
-		return a, err
+		e := err.clone()
+		if g.observed() {
+			e.start = a.start
+		}
+		return Auth[P]{}, e
 	}
 	return a, nil
 }
 
-func (g *Gate[P]) authenticate(r *http.Request) (Auth[P], *Error) {
-	var a Auth[P]
-	var err *Error
-	if a.plain, err = checkHandshake(r); err != nil {
-		return a, err
+// Accept upgrades r, which Authenticate accepted with a, and returns the
+// session: the 101 (over HTTP/2, the 200) echoes the subprotocol and
+// negotiates the extension the gate chose, and the credential's expiry is
+// enforced as in Gate.Handler, except that no context is cancelled: the
+// connection is closed (with close 4401 "credential expired"). Closing
+// s.Conn ends the session. An a that Authenticate did not return for this
+// very request and gate is refused with 500 (ErrUpgradeFailed), so that no
+// framework can upgrade an unauthenticated request by mistake. On failure
+// the client has been answered if it still could be.
+func (g *Gate[P]) Accept(w http.ResponseWriter, r *http.Request, a Auth[P]) (Session[P], error) {
+	if a.gate != g || a.req != r || g == nil {
+		writeError(w, errNotAuthorized, defaultChallenge, false, r.ProtoMajor == 2)
+		return Session[P]{}, errNotAuthorized.clone()
 	}
-	originErr := g.origin.check(r)
-	if originErr != nil && !g.origin.InsecureSkipOriginCheck {
-		return a, originErr.(*Error)
-	}
-	if err := g.origin.checkFetchSite(r); err != nil {
-		return a, err.(*Error)
-	}
-	lines := r.Header[hWSProtocol]
-	var o offered
-	if err := o.parse(lines); err != nil {
-		return a, err.(*Error)
-	}
-
-	var cred Credential
-	found := 0
-	for i := range g.extractors {
-		ex := &g.extractors[i]
-		c, err := ex.extract(r, &o)
-		if err == errNoCredential {
-			continue
-		}
-		if err != nil {
-			if found > 0 && g.firstWins {
-				continue
-			}
-			return a, err.(*Error)
-		}
-		found++
-		if found == 1 {
-			cred = c
-			if ex.kind == kindCookie {
-				// The cookie is ambient: it needs an allowed Origin,
-				// whatever InsecureSkipOriginCheck says.
-				if originErr != nil || !ex.allowNoOrigin && len(r.Header[hOrigin]) == 0 {
-					return a, errCookieOrigin.withSource(SourceCookie)
-				}
-			}
-		} else if !g.firstWins {
-			return a, errAmbiguous
-		}
-	}
-	if found == 0 {
-		return a, errNoCredential
-	}
-
-	// Choose the echo before verifying, so a request that cannot complete
-	// costs no verification (and consumes no single-use credential).
-	a.Protocol = o.selectFor(g.protocols)
-	if a.Protocol == "" {
-		switch cred.Source {
-		case SourceSubprotocol:
-			a.Protocol = markerOf(&o)
-		case SourceSubprotocolPrefix:
-			return a, errNoProtocol.withSource(cred.Source)
-		}
-	}
-
-	p, exp, err := g.verifyCredential(r, cred)
+	conn, err := g.acceptConn(w, r, &a)
 	if err != nil {
-		return a, err
+		return Session[P]{}, err.clone()
 	}
-	a.Principal, a.Source, a.Expires = p, cred.Source, exp
-	if g.compression {
-		a.ext = negotiateDeflate(r.Header[hWSExtensions])
-		a.Compression = a.ext != ""
+	s := Session[P]{Auth: a, Conn: conn, Request: r}
+	if ec, ok := conn.(*expiringConn); ok {
+		s.exp = ec.exp
 	}
-
-	var line string
-	if len(lines) == 1 {
-		line = lines[0]
-	}
-	if clean, ok := o.withoutSecrets(line); ok {
-		if clean == "" {
-			delete(r.Header, hWSProtocol)
-		} else {
-			lines[0] = clean
-			if len(lines) > 1 {
-				r.Header[hWSProtocol] = lines[:1]
-			}
-		}
-	}
-	return a, nil
+	return s, nil
 }
 
-// verifyCredential runs the Verifier on cred under the verification
-// deadline, and returns the principal and the expiry it set.
-func (g *Gate[P]) verifyCredential(r *http.Request, cred Credential) (P, time.Time, *Error) {
-	vctx := newVerifyContext(r, g.verifyTimeout) // carries r for RequestFrom
-	p, err := g.verify(vctx, cred)
+// acceptConn is accept for the entry points that hand the connection to
+// the application: it enforces the expiry through the connection.
+func (g *Gate[P]) acceptConn(w http.ResponseWriter, r *http.Request, a *Auth[P]) (net.Conn, *Error) {
+	conn, err := g.accept(w, r, a)
 	if err != nil {
-		e := verifyError(vctx, err, cred.Source)
-		vctx.release()
-		return p, time.Time{}, e
+		return nil, err
 	}
-	vctx.release()
-	return p, vctx.expiry, nil
+	if a.Expires.IsZero() {
+		return conn, nil
+	}
+	_, exp := startExpiry(context.Background(), conn, a.Expires)
+	return &expiringConn{Conn: conn, exp: exp}, nil
 }
 
-// markerOf returns the entry before the marker form's token.
-func markerOf(o *offered) string {
-	for i := 1; i < o.n; i++ {
-		if o.isSecret(i) {
-			return o.list[i-1]
-		}
-	}
-	return ""
-}
-
-// WriteError answers a refused handshake like the package-level WriteError,
-// with this gate's realm and, for a missing credential, its Basic challenge
-// when a Basic extractor asks for one.
-func (g *Gate[P]) WriteError(w http.ResponseWriter, err error) {
-	writeError(w, err, g.challenges, g.basic, false)
+// Refuse answers err, a refusal from Authenticate, as the gate does: with
+// an HTTP error (the gate's realm and challenges), or, under
+// Config.RefuseWithCloseFrame and for a valid handshake whose refusal has a
+// close code, by upgrading r and sending the close frame. Any other error is
+// answered as WriteError does. It reports the handshake to Config.Logger
+// and Config.OnHandshake.
+func (g *Gate[P]) Refuse(w http.ResponseWriter, r *http.Request, err error) {
+	e := asError(err)
+	g.refuse(w, r, e, e.start)
 }
 
 // Middleware returns a handler that authenticates each handshake and passes
-// it on to next with the principal in the request context (read it with
-// PrincipalFrom). next performs the upgrade, normally with Upgrade, which
-// echoes the subprotocol the gate chose; another WebSocket library can be
-// used with NegotiatedProtocol. Refused handshakes never reach next; under
-// RefuseCloseFrame the gate upgrades and closes them itself. Config.InBand
-// does not apply here, and a credential expiry is only reported (see
-// ExpiryFrom), not enforced.
+// it on to next with the outcome in the request context (read it with
+// AuthFrom). next performs the upgrade with Upgrade, which answers with the
+// gate's echo and extension and enforces the credential's expiry; another
+// WebSocket library can be used with Auth.Protocol and Auth.Compression,
+// but then the expiry is the handler's to enforce. Refused handshakes never
+// reach next; under RefuseWithCloseFrame the gate upgrades and closes them
+// itself. Config.InBand does not apply here.
 func (g *Gate[P]) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var start time.Time
-		if g.observed() {
-			start = time.Now()
-		}
 		a, err := g.authenticate(r)
 		if err != nil {
-			closeCode := g.refuse(w, r, err)
-			if g.observed() {
-				g.observe(r, start, err.Status, err.Source, err, closeCode)
-			}
+			g.refuse(w, r, err, a.start)
 			return
 		}
-		if g.observed() {
-			g.observe(r, start, 0, a.Source, nil, 0)
-		}
-		c := &gateContext[P]{Context: r.Context(), principal: a.Principal, gateValue: gateValue{source: a.Source,
-			protocol: a.Protocol, expires: a.Expires, selector: g.selectors[a.Protocol], plain: a.plain, ext: a.ext}}
+		c := &gateContext[P]{Context: r.Context(), auth: a}
 		next.ServeHTTP(w, r.WithContext(c))
 	})
 }
 
 // Handler returns a handler that authenticates each handshake, upgrades it
-// and calls serve with the connection and the principal. ctx is the
-// request's context; when the Verifier set an expiry (see SetExpiry) it is
-// also cancelled when the credential expires. The connection is closed when
-// serve returns. Refused handshakes never reach serve, and neither do
-// connections whose in-band authentication (Config.InBand) fails.
+// and calls serve with the session. ctx is the request's context; when the
+// Verifier set an expiry (see SetExpiry) it is also cancelled when the
+// credential expires. The connection is closed when serve returns. Refused
+// handshakes never reach serve, and neither do connections whose in-band
+// authentication (Config.InBand) fails.
 func (g *Gate[P]) Handler(serve func(ctx context.Context, s Session[P])) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var start time.Time
-		if g.observed() || g.inband != nil {
-			start = time.Now()
-		}
 		a, err := g.authenticate(r)
 		if err != nil {
 			if g.inband != nil && err.kind == ErrNoCredential {
+				start := a.start
+				if start.IsZero() {
+					start = time.Now()
+				}
 				g.serveInBand(w, r, start, serve)
 				return
 			}
-			closeCode := g.refuse(w, r, err)
-			if g.observed() {
-				g.observe(r, start, err.Status, err.Source, err, closeCode)
-			}
+			g.refuse(w, r, err, a.start)
 			return
 		}
-		conn, uerr := upgrade(w, r, a.Protocol, g.selectors[a.Protocol], a.plain, a.ext)
-		if g.observed() {
-			status := switchedStatus(r)
-			if e, ok := uerr.(*Error); ok {
-				status = e.Status
-			}
-			g.observe(r, start, status, a.Source, uerr, 0)
-		}
+		conn, uerr := g.accept(w, r, &a)
 		if uerr != nil {
 			return
 		}
@@ -431,12 +376,11 @@ func (g *Gate[P]) serveSession(r *http.Request, conn net.Conn, a Auth[P], serve 
 type gateKey struct{}
 
 // gateContext is the request context Middleware hands on: its parent plus
-// what the gate found, in one allocation, with the principal kept typed so
-// that PrincipalFrom does not box it.
+// what the gate decided, in one allocation, with the principal kept typed.
+// It is also the accept step Upgrade runs.
 type gateContext[P any] struct {
 	context.Context
-	gateValue
-	principal P
+	auth Auth[P]
 }
 
 func (c *gateContext[P]) Value(key any) any {
@@ -446,74 +390,19 @@ func (c *gateContext[P]) Value(key any) any {
 	return c.Context.Value(key)
 }
 
-func (c *gateContext[P]) gate() *gateValue { return &c.gateValue }
-
-func (c *gateContext[P]) principalAny() any { return c.principal }
-
-// gateCarrier is a gateContext of any principal type.
-type gateCarrier interface {
-	gate() *gateValue
-	principalAny() any
+func (c *gateContext[P]) upgrade(w http.ResponseWriter, r *http.Request) (net.Conn, *Error) {
+	return c.auth.gate.acceptConn(w, r, &c.auth)
 }
 
-// gateValue is what Middleware found, besides the principal.
-type gateValue struct {
-	source   Source
-	protocol string
-	expires  time.Time
-	selector func(string) bool
-	plain    bool
-	ext      string
-}
-
-func gateValueFrom(ctx context.Context) *gateValue {
-	if c, ok := ctx.Value(gateKey{}).(gateCarrier); ok {
-		return c.gate()
+// AuthFrom returns what Gate.Middleware decided for the request whose
+// context is ctx: the principal, the source, the subprotocol and extension
+// Upgrade will answer with, and the credential's expiry. ok is false when
+// the request did not pass through a Gate, or through one whose principal
+// type is not P.
+func AuthFrom[P any](ctx context.Context) (a Auth[P], ok bool) {
+	c, ok := ctx.Value(gateKey{}).(*gateContext[P])
+	if !ok {
+		return a, false
 	}
-	return nil
-}
-
-// CompressionFrom reports whether Gate.Middleware negotiated
-// permessage-deflate (see Config.Compression) for the request whose context
-// is ctx. Upgrade answers it by itself; the handler must then read and write
-// with the extension (ReadClientMessage, WriteServerMessage). Another
-// WebSocket library's upgrader must be told to accept the same parameters.
-func CompressionFrom(ctx context.Context) bool {
-	if v := gateValueFrom(ctx); v != nil {
-		return v.ext != ""
-	}
-	return false
-}
-
-// PrincipalFrom returns the principal Gate.Middleware verified for the
-// request whose context is ctx. ok is false when the request did not pass
-// through a Gate, or through one whose principal type is not P.
-func PrincipalFrom[P any](ctx context.Context) (p P, ok bool) {
-	switch c := ctx.Value(gateKey{}).(type) {
-	case *gateContext[P]:
-		return c.principal, true
-	case gateCarrier:
-		p, ok = c.principalAny().(P)
-	}
-	return p, ok
-}
-
-// SourceFrom returns where Gate.Middleware found the credential, or
-// SourceNone when the request did not pass through a Gate.
-func SourceFrom(ctx context.Context) Source {
-	if v := gateValueFrom(ctx); v != nil {
-		return v.source
-	}
-	return SourceNone
-}
-
-// NegotiatedProtocol returns the subprotocol Gate.Middleware chose to echo
-// for the request whose context is ctx ("" for none). Upgrade uses it by
-// itself; pass it to another WebSocket library's upgrader as its only
-// supported subprotocol.
-func NegotiatedProtocol(ctx context.Context) string {
-	if v := gateValueFrom(ctx); v != nil {
-		return v.protocol
-	}
-	return ""
+	return c.auth, true
 }

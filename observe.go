@@ -2,6 +2,7 @@ package wsgate
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -78,10 +79,16 @@ func logHandshake(ctx context.Context, l *slog.Logger, ev HandshakeEvent) {
 	}
 	level := slog.LevelInfo
 	reason := "upgrade failed"
-	if e, ok := ev.Err.(*Error); ok {
+	var e *Error
+	if errors.As(ev.Err, &e) {
 		reason = e.Reason
 		if e.Source != SourceNone {
 			attrs[1] = slog.String("source", e.Source.String())
+		}
+		// The verifier's own error may say more than an operator should
+		// see by default (but never the credential: see Verifier).
+		if e.cause != nil && l.Enabled(ctx, slog.LevelDebug) {
+			attrs = append(attrs, slog.String("cause", e.cause.Error()))
 		}
 	}
 	if ev.Status >= 500 || ev.Status == 0 {

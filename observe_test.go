@@ -67,7 +67,7 @@ func TestLogLevelsFollowTheOutcome(t *testing.T) {
 	cfg := allWays()
 	cfg.Logger = slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	g := New(func(_ context.Context, c Credential) (user, error) {
-		if c.Token == "broken" {
+		if c.Token() == "broken" {
 			return user{}, assert.AnError
 		}
 		return StaticToken(secret, user{"alice"})(context.Background(), c)
@@ -95,14 +95,18 @@ func TestOnHandshakeSeesEveryOutcome(t *testing.T) {
 	g := New(StaticToken(secret, user{"alice"}), cfg)
 	serveOnce(g.Handler(echoHandler), newHandshake("/ws", "Sec-WebSocket-Protocol", "chat, access_token, "+secret))
 	serveOnce(g.Handler(echoHandler), newHandshake("/ws"))
-	serveOnce(g.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})), newHandshake("/ws?access_token="+secret))
+	serveOnce(g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if conn, err := Upgrade(w, r); err == nil {
+			conn.Close()
+		}
+	})), newHandshake("/ws?access_token="+secret))
 	serveOnce(g.Handler(echoHandler), newHandshake("/ws", "Origin", "http://evil.example"))
 
 	require.Len(t, got.all, 4)
 	assert.Equal(t, HandshakeEvent{Accepted: true, Status: 101, Source: SourceSubprotocol, Path: "/ws"}, withoutDuration(got.all[0]))
 	assert.Equal(t, 401, got.all[1].Status)
 	assert.ErrorIs(t, got.all[1].Err, ErrNoCredential)
-	assert.Equal(t, HandshakeEvent{Accepted: true, Status: 0, Source: SourceQuery, Path: "/ws"}, withoutDuration(got.all[2]))
+	assert.Equal(t, HandshakeEvent{Accepted: true, Status: 101, Source: SourceQuery, Path: "/ws"}, withoutDuration(got.all[2]))
 	assert.Equal(t, 403, got.all[3].Status)
 	assert.ErrorIs(t, got.all[3].Err, ErrOrigin)
 	for _, ev := range got.all {
@@ -181,7 +185,7 @@ func TestOnHandshakeReportsCloseCodes(t *testing.T) {
 		reason string
 	}{
 		{"no message in time", "", CloseAuthTimeout, ErrNoCredential, "authentication timed out"},
-		{"a message over MaxSize", clientFrame(authMessage(strings.Repeat("x", 100))), CloseMessageTooBig, ErrMalformedCredential, "authentication message too big"},
+		{"a message over MaxSize", clientFrame(authMessage(strings.Repeat("x", 100))), ws.StatusMessageTooBig, ErrMalformedCredential, "authentication message too big"},
 		{"a ping first", func() string {
 			var b strings.Builder
 			_ = ws.WriteFrame(&b, ws.MaskFrame(ws.NewPingFrame(nil)))
@@ -206,7 +210,7 @@ func TestOnHandshakeReportsCloseCodes(t *testing.T) {
 		})
 	}
 
-	cf := New(refusingVerifier, Config{Refusal: RefuseCloseFrame, OnHandshake: got.add})
+	cf := New(refusingVerifier, Config{RefuseWithCloseFrame: true, OnHandshake: got.add})
 	cfSrv := newServer(t, cf.Handler(echoSession))
 	t.Run("close-frame mode", func(t *testing.T) {
 		conn, br, resp := rawHandshake(t, cfSrv.Listener.Addr().String(), "Authorization: Bearer wrong\r\n", "")

@@ -66,15 +66,19 @@ func (p *OriginPolicy) Check(r *http.Request) error {
 	if p.InsecureSkipOriginCheck {
 		return nil
 	}
-	if err := p.check(r); err != nil {
-		return err
+	err := p.check(r, r.Header[hOrigin])
+	if err == nil {
+		err = p.checkFetchSite(r)
 	}
-	return p.checkFetchSite(r)
+	if err != nil {
+		return err.clone()
+	}
+	return nil
 }
 
-// check applies the policy whether or not InsecureSkipOriginCheck is set.
-func (p *OriginPolicy) check(r *http.Request) error {
-	o := r.Header[hOrigin]
+// check applies the policy to the Origin lines o of r, whether or not
+// InsecureSkipOriginCheck is set.
+func (p *OriginPolicy) check(r *http.Request, o []string) *Error {
 	if len(o) == 0 {
 		if p.RequireOrigin {
 			return errOriginRequired
@@ -103,7 +107,7 @@ func (p *OriginPolicy) check(r *http.Request) error {
 }
 
 // checkFetchSite refuses cross-site requests when no allow-list is set.
-func (p *OriginPolicy) checkFetchSite(r *http.Request) error {
+func (p *OriginPolicy) checkFetchSite(r *http.Request) *Error {
 	if p.InsecureSkipOriginCheck || len(p.AllowedOrigins) > 0 {
 		return nil
 	}

@@ -85,7 +85,7 @@ func TestEscapedQueryKeysCostNoAllocation(t *testing.T) {
 	allocs := testing.AllocsPerRun(20, func() {
 		r.URL.RawQuery, r.RequestURI = raw, "/ws?"+raw
 		c, err := Query("access_token").Extract(r)
-		if err != nil || c.Token != secret {
+		if err != nil || c.Token() != secret {
 			panic(err)
 		}
 	})

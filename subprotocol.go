@@ -5,15 +5,15 @@ import (
 	"unsafe"
 )
 
-// MaxOfferedProtocols is the most Sec-WebSocket-Protocol entries a handshake
+// maxOfferedProtocols is the most Sec-WebSocket-Protocol entries a handshake
 // may offer; a longer list is refused with 400 (ErrProtocols). Real clients
 // offer a handful, and the bound keeps parsing free of allocations.
-const MaxOfferedProtocols = 32
+const maxOfferedProtocols = 32
 
 // offered is a parsed Sec-WebSocket-Protocol list. Entries are substrings of
 // the header values: parsing copies nothing.
 type offered struct {
-	list [MaxOfferedProtocols]string
+	list [maxOfferedProtocols]string
 	n    int
 	// secret marks entries that hold a credential: they are never echoed.
 	secret uint32
@@ -22,14 +22,28 @@ type offered struct {
 	// that the Basic and Bearer extractors share one header lookup.
 	auth     []string
 	authRead bool
+
+	// queryFound is set when a Query extractor found its parameter; the
+	// first single occurrence found is raw[queryStart:queryEnd] of the
+	// query queryRaw, so that removing it costs no second scan.
+	queryFound           bool
+	queryStart, queryEnd int
+	queryRaw             string
 }
 
-// parse reads the offered list from every Sec-WebSocket-Protocol line. An
-// empty entry, a character outside the RFC 7230 token set, a duplicate or
-// more than MaxOfferedProtocols entries make the whole list malformed.
-// Browsers refuse to send such lists, so only hand-made clients hit this.
-func (o *offered) parse(lines []string) error {
+// maxEmptyProtocols bounds the empty list elements (", ,") a
+// Sec-WebSocket-Protocol list may have: RFC 9110 section 5.6.1.2 asks a
+// recipient to ignore a reasonable number of them.
+const maxEmptyProtocols = 16
+
+// parse reads the offered list from every Sec-WebSocket-Protocol line.
+// Empty elements are skipped (at most maxEmptyProtocols of them); a
+// character outside the RFC 7230 token set, a duplicate or more than
+// maxOfferedProtocols entries make the whole list malformed. Browsers
+// refuse to send such lists, so only hand-made clients hit this.
+func (o *offered) parse(lines []string) *Error {
 	o.n, o.secret = 0, 0
+	empty := 0
 	for _, line := range lines {
 		for {
 			var elem string
@@ -40,16 +54,23 @@ func (o *offered) parse(lines []string) error {
 				elem = line
 			}
 			elem = trimOWS(elem)
-			if !isToken(elem) || o.n == MaxOfferedProtocols {
-				return errProtocols
-			}
-			for _, prev := range o.list[:o.n] {
-				if prev == elem {
+			switch {
+			case elem == "":
+				empty++
+				if empty > maxEmptyProtocols {
 					return errProtocols
 				}
+			case !isToken(elem) || o.n == maxOfferedProtocols:
+				return errProtocols
+			default:
+				for _, prev := range o.list[:o.n] {
+					if prev == elem {
+						return errProtocols
+					}
+				}
+				o.list[o.n] = elem
+				o.n++
 			}
-			o.list[o.n] = elem
-			o.n++
 			if i < 0 {
 				break
 			}
@@ -147,19 +168,6 @@ func isToken(s string) bool {
 		}
 	}
 	return true
-}
-
-// SelectProtocol returns the protocol to echo in Sec-WebSocket-Protocol for
-// request header h: the first of protocols (the server's preference order)
-// that the client offered, or "" when none was. The result is the client's
-// own entry, byte for byte. A malformed list yields an *Error matching
-// ErrProtocols. It allocates nothing.
-func SelectProtocol(lines []string, protocols []string) (string, error) {
-	var o offered
-	if err := o.parse(lines); err != nil {
-		return "", err
-	}
-	return o.selectFor(protocols), nil
 }
 
 // offsetIn returns where sub, a substring of s (sharing its memory), starts.

@@ -333,10 +333,10 @@ func (t *Tickets[P]) Verifier() Verifier[P] {
 	t.mustHaveStore()
 	return func(ctx context.Context, c Credential) (P, error) {
 		var zero P
-		if !isTicket(c.Token) {
+		if !isTicket(c.Token()) {
 			return zero, errTicketMalformed
 		}
-		rec, err := t.Store.Consume(ctx, sha256.Sum256(stringBytes(c.Token)))
+		rec, err := t.Store.Consume(ctx, sha256.Sum256(stringBytes(c.Token())))
 		if err != nil {
 			if errors.Is(err, ErrTicketNotFound) {
 				return zero, errTicketUnknown

@@ -413,12 +413,12 @@ func TestBoundTicketsAreRefusedOutsideAGate(t *testing.T) {
 	tk, _, _ := newTickets(t)
 	tk.Path = "/ws"
 	ticket := mustIssue(t, tk, issueRequest("1.1.1.1:1"), user{"alice"})
-	_, err := tk.Verifier()(context.Background(), Credential{Source: SourceQuery, Token: ticket})
+	_, err := tk.Verifier()(context.Background(), NewCredential(SourceQuery, ticket))
 	assert.ErrorIs(t, err, ErrInvalidToken)
 
 	tk.Path = ""
 	ticket = mustIssue(t, tk, issueRequest("1.1.1.1:1"), user{"alice"})
-	p, err := tk.Verifier()(context.Background(), Credential{Source: SourceQuery, Token: ticket})
+	p, err := tk.Verifier()(context.Background(), NewCredential(SourceQuery, ticket))
 	require.NoError(t, err)
 	assert.Equal(t, "alice", p.Name)
 }

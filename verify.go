@@ -34,7 +34,7 @@ func StaticToken[P any](token string, principal P) Verifier[P] {
 	}
 	want := []byte(token)
 	return func(_ context.Context, c Credential) (P, error) {
-		if !constantTimeEqual(stringBytes(c.Token), want) {
+		if !constantTimeEqual(stringBytes(c.Token()), want) {
 			var zero P
 			return zero, ErrInvalidToken
 		}
@@ -73,8 +73,6 @@ func verifyError(ctx context.Context, err error, src Source) *Error {
 	}
 	return &c
 }
-
-var errVerifier500 = refusal(ErrVerifier, 500, "", "internal error")
 
 // DefaultVerifyTimeout is the verification deadline when Config leaves it 0.
 const DefaultVerifyTimeout = 10 * time.Second

@@ -58,7 +58,7 @@ var (
 	// fixed101 is the floor's answer: the right 101 for Key, with the
 	// protocol echo, written without looking at the request.
 	fixed101 = []byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Accept: " + wsgate.AcceptKey(Key) + "\r\nSec-WebSocket-Protocol: " + Protocol + "\r\n\r\n")
+		"Sec-WebSocket-Accept: " + acceptKey(Key) + "\r\nSec-WebSocket-Protocol: " + Protocol + "\r\n\r\n")
 	coderOptions = &coder.AcceptOptions{Subprotocols: protocols}
 )
 
@@ -75,19 +75,15 @@ func Floor(w http.ResponseWriter, r *http.Request) {
 }
 
 // Validate101 checks the RFC 6455 headers with wsgate.CheckHandshake,
-// selects the subprotocol with wsgate.SelectProtocol, computes the accept
-// value with wsgate.AppendAcceptKey and writes the 101: the least a correct
-// unauthenticated upgrade does.
+// selects the subprotocol (the first offered entry the server speaks),
+// computes the accept value with wsgate.AppendAcceptKey and writes the 101:
+// the least a correct unauthenticated upgrade does.
 func Validate101(w http.ResponseWriter, r *http.Request) {
 	if err := wsgate.CheckHandshake(r); err != nil {
 		wsgate.WriteError(w, err)
 		return
 	}
-	proto, err := wsgate.SelectProtocol(r.Header["Sec-Websocket-Protocol"], protocols)
-	if err != nil {
-		wsgate.WriteError(w, err)
-		return
-	}
+	proto := selectProtocol(r.Header["Sec-Websocket-Protocol"])
 	conn, brw, err := w.(http.Hijacker).Hijack()
 	if err != nil {
 		return
@@ -96,6 +92,24 @@ func Validate101(w http.ResponseWriter, r *http.Request) {
 	write101(brw.Writer, strings.Trim(r.Header["Sec-Websocket-Key"][0], " \t"), proto)
 	conn.Close()
 }
+
+// selectProtocol returns Protocol if one of the comma-separated lines
+// offers it, else "". It allocates nothing.
+func selectProtocol(lines []string) string {
+	for _, line := range lines {
+		for line != "" {
+			var elem string
+			elem, line, _ = strings.Cut(line, ",")
+			if strings.Trim(elem, " \t") == Protocol {
+				return Protocol
+			}
+		}
+	}
+	return ""
+}
+
+// acceptKey returns the Sec-WebSocket-Accept value for key.
+func acceptKey(key string) string { return string(wsgate.AppendAcceptKey(nil, key)) }
 
 func write101(bw *bufio.Writer, key, proto string) {
 	b := bw.AvailableBuffer()
@@ -343,8 +357,8 @@ func CheckResponse(resp []byte, protocol string) error {
 		return fmt.Errorf("Upgrade %q", h.Get("Upgrade"))
 	case !strings.EqualFold(h.Get("Connection"), "upgrade"):
 		return fmt.Errorf("Connection %q", h.Get("Connection"))
-	case len(h["Sec-Websocket-Accept"]) != 1 || h.Get("Sec-Websocket-Accept") != wsgate.AcceptKey(Key):
-		return fmt.Errorf("Sec-WebSocket-Accept %q, want %q", h["Sec-Websocket-Accept"], wsgate.AcceptKey(Key))
+	case len(h["Sec-Websocket-Accept"]) != 1 || h.Get("Sec-Websocket-Accept") != acceptKey(Key):
+		return fmt.Errorf("Sec-WebSocket-Accept %q, want %q", h["Sec-Websocket-Accept"], acceptKey(Key))
 	case protocol == "" && len(h["Sec-Websocket-Protocol"]) != 0:
 		return fmt.Errorf("Sec-WebSocket-Protocol %q, want none", h["Sec-Websocket-Protocol"])
 	case protocol != "" && (len(h["Sec-Websocket-Protocol"]) != 1 || h.Get("Sec-Websocket-Protocol") != protocol):

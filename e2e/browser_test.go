@@ -127,7 +127,7 @@ func TestInteropBrowser(t *testing.T) {
 			t.Errorf("want a 401 without Authorization, then a retry with Basic; server saw %+v", evs)
 		}
 		worksCell(t, s, chromium, wayUserinfo, id, r, "basic", 1000,
-			"Chromium sends no Authorization at first; only after the gate's 401 with `WWW-Authenticate: Basic` (Basic().WithChallenge()) does it retry once with the userinfo as Basic.")
+			"Chromium sends no Authorization at first; only after the gate's 401 with `WWW-Authenticate: Basic` (Basic(wsgate.Challenge)) does it retry once with the userinfo as Basic.")
 
 		id = "browser-cookie"
 		r = pageRun(t, bctx, []string{s.URL + "/login"}, s.wsURL(id), jsList(appProtocol))

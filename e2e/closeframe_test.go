@@ -40,7 +40,7 @@ func newRefusalServer(t *testing.T) *refusalServer {
 	t.Helper()
 	s := &refusalServer{evs: map[string][]wsgate.HandshakeEvent{}}
 	verify := func(_ context.Context, c wsgate.Credential) (user, error) {
-		switch c.Token {
+		switch c.Token() {
 		case testToken:
 			return testPrincipal, nil
 		case forbiddenToken:
@@ -48,19 +48,19 @@ func newRefusalServer(t *testing.T) *refusalServer {
 		}
 		return user{}, wsgate.ErrInvalidToken
 	}
-	cfg := func(mode wsgate.RefusalMode, inband *wsgate.InBandAuth) wsgate.Config {
+	cfg := func(closeFrames bool, inband *wsgate.InBandAuth) wsgate.Config {
 		return wsgate.Config{
-			Protocols:   []string{appProtocol},
-			Extractors:  []wsgate.Extractor{wsgate.Subprotocol("access_token")},
-			Refusal:     mode,
-			InBand:      inband,
-			OnHandshake: s.record,
+			Protocols:            []string{appProtocol},
+			Extractors:           []wsgate.Extractor{wsgate.Subprotocol("access_token")},
+			RefuseWithCloseFrame: closeFrames,
+			InBand:               inband,
+			OnHandshake:          s.record,
 		}
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/cf/", wsgate.New(verify, cfg(wsgate.RefuseCloseFrame, nil)).Handler(echoSession))
-	mux.Handle("/http/", wsgate.New(verify, cfg(wsgate.RefuseHTTP, nil)).Handler(echoSession))
-	mux.Handle("/inband/", wsgate.New(verify, cfg(wsgate.RefuseCloseFrame,
+	mux.Handle("/cf/", wsgate.New(verify, cfg(true, nil)).Handler(echoSession))
+	mux.Handle("/http/", wsgate.New(verify, cfg(false, nil)).Handler(echoSession))
+	mux.Handle("/inband/", wsgate.New(verify, cfg(true,
 		&wsgate.InBandAuth{Timeout: inBandTimeout, MaxSize: inBandMaxSize})).Handler(echoSession))
 	mux.HandleFunc("/page", servePage)
 	_, s.URL, _ = serve(t, mux)

@@ -423,7 +423,7 @@ func TestH2GetIsRefusedWithErrHTTPVersion(t *testing.T) {
 }
 
 func TestH2CloseFrameRefusal(t *testing.T) {
-	g := wsgate.New(wsgate.StaticToken(testToken, testPrincipal), wsgate.Config{Refusal: wsgate.RefuseCloseFrame})
+	g := wsgate.New(wsgate.StaticToken(testToken, testPrincipal), wsgate.Config{RefuseWithCloseFrame: true})
 	srv, tr := newH2Server(t, g.Handler(func(ctx context.Context, s wsgate.Session[user]) {
 		t.Error("a refused stream reached the application")
 	}))
@@ -468,12 +468,12 @@ func TestH2MiddlewareThenUpgrade(t *testing.T) {
 		}
 		// Over HTTP/2 the handler must not return before it is done.
 		defer conn.Close()
-		p, _ := wsgate.PrincipalFrom[user](r.Context())
+		a, _ := wsgate.AuthFrom[user](r.Context())
 		msg, op, err := wsutil.ReadClientData(conn)
 		if err != nil {
 			return
 		}
-		_ = wsutil.WriteServerMessage(conn, op, append([]byte(p.Name+": "), msg...))
+		_ = wsutil.WriteServerMessage(conn, op, append([]byte(a.Principal.Name+": "), msg...))
 	})))
 	s := h2Connect(t, srv, tr, "/ws", "websocket", http.Header{
 		"Authorization": {"Bearer " + testToken}, "Sec-Websocket-Protocol": {"other, chat"}})

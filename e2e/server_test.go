@@ -75,7 +75,7 @@ func newTestServer(t testing.TB) *testServer {
 		Extractors: []wsgate.Extractor{
 			wsgate.Subprotocol("access_token"),
 			wsgate.SubprotocolPrefix(""),
-			wsgate.Basic().WithChallenge(),
+			wsgate.Basic(wsgate.Challenge),
 			wsgate.Bearer(),
 			wsgate.Cookie(cookieName),
 			wsgate.Query("ticket"),

@@ -114,7 +114,7 @@ func newDemo(token string, log *slog.Logger) *demo {
 	extractors := []wsgate.Extractor{
 		wsgate.Subprotocol(wsgate.DefaultMarker),
 		wsgate.SubprotocolPrefix(wsgate.KubernetesPrefix),
-		wsgate.Basic().WithChallenge(), // Chromium sends URL userinfo only after a Basic challenge
+		wsgate.Basic(wsgate.Challenge), // Chromium sends URL userinfo only after a Basic challenge
 		wsgate.Bearer(),
 		wsgate.Cookie(cookieName),
 		wsgate.Query(queryParam),
@@ -126,19 +126,19 @@ func newDemo(token string, log *slog.Logger) *demo {
 		OnHandshake: d.observer(),
 	}).Handler(d.echo)
 	d.gates[pathWSClose] = wsgate.New(d.verifyWS, wsgate.Config{
-		Protocols:   []string{"chat"},
-		Extractors:  extractors,
-		Refusal:     wsgate.RefuseCloseFrame,
-		OnHandshake: d.observer(),
+		Protocols:            []string{"chat"},
+		Extractors:           extractors,
+		RefuseWithCloseFrame: true,
+		OnHandshake:          d.observer(),
 	}).Handler(d.echo)
 	// The in-band gate keeps the default extractors (Bearer and the marker
 	// form): a handshake without a credential is upgraded, and its first
 	// message must carry the demo token within inBandTimeout.
 	d.gates[pathInBand] = wsgate.New(d.verify, wsgate.Config{
-		Protocols:   []string{"chat"},
-		Refusal:     wsgate.RefuseCloseFrame,
-		InBand:      &wsgate.InBandAuth{Timeout: inBandTimeout},
-		OnHandshake: d.observer(),
+		Protocols:            []string{"chat"},
+		RefuseWithCloseFrame: true,
+		InBand:               &wsgate.InBandAuth{Timeout: inBandTimeout},
+		OnHandshake:          d.observer(),
 	}).Handler(d.echo)
 	return d
 }
@@ -359,7 +359,7 @@ func (d *demo) finish(ctx context.Context, a *attempt, status, closeCode int, re
 // login sets the cookie when the form's token is the demo token.
 func (d *demo) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
-	c := wsgate.Credential{Source: wsgate.SourceCookie, Token: r.PostFormValue("token")}
+	c := wsgate.NewCredential(wsgate.SourceCookie, r.PostFormValue("token"))
 	if _, err := d.verify(r.Context(), c); err != nil {
 		d.log.Warn("login", "outcome", "refused", "remote", r.RemoteAddr)
 		http.Error(w, "wrong token", http.StatusUnauthorized)

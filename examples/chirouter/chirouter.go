@@ -30,7 +30,7 @@ func Router(gate *wsgate.Gate[User]) chi.Router {
 }
 
 func room(w http.ResponseWriter, r *http.Request) {
-	user, ok := wsgate.PrincipalFrom[User](r.Context())
+	a, ok := wsgate.AuthFrom[User](r.Context())
 	if !ok {
 		http.Error(w, "not authenticated", http.StatusInternalServerError)
 		return
@@ -40,7 +40,7 @@ func room(w http.ResponseWriter, r *http.Request) {
 		return // Upgrade has answered the client.
 	}
 	defer conn.Close()
-	_ = wsutil.WriteServerText(conn, []byte("hello "+user.Name+" in "+chi.URLParam(r, "room")))
+	_ = wsutil.WriteServerText(conn, []byte("hello "+a.Principal.Name+" in "+chi.URLParam(r, "room")))
 }
 
 func lobby(ctx context.Context, s wsgate.Session[User]) {

@@ -1,6 +1,7 @@
 // Package echorouter serves authenticated WebSockets from a
-// github.com/labstack/echo/v4 server, adapting the gate with
-// echo.WrapMiddleware and echo.WrapHandler.
+// github.com/labstack/echo/v4 server: natively, with a plug-in built on the
+// gate's framework path (Authenticate, then Refuse or Accept), and by
+// mounting the gate's own handler with echo.WrapHandler.
 package echorouter
 
 import (
@@ -17,31 +18,43 @@ import (
 type User struct{ Name string }
 
 // Server returns the application's routes, each WebSocket route behind gate.
-// echo.WrapMiddleware puts the gate in front of a native echo handler, which
-// keeps c.Param; echo.WrapHandler mounts the gate's own handler. echo's
-// Response is an http.Hijacker and implements Unwrap.
+// The room route is a native echo handler (it reads c.Param) through
+// WebSocket; echo.WrapHandler mounts the gate's own handler for the lobby.
+// echo's Response is an http.Hijacker and implements Unwrap.
 func Server(gate *wsgate.Gate[User]) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.Use(middleware.Recover())
-	e.GET("/rooms/:room/ws", room, echo.WrapMiddleware(gate.Middleware))
+	e.GET("/rooms/:room/ws", WebSocket(gate, room))
 	e.GET("/lobby/ws", echo.WrapHandler(gate.Handler(lobby)))
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	return e
 }
 
-func room(c echo.Context) error {
-	user, ok := wsgate.PrincipalFrom[User](c.Request().Context())
-	if !ok {
-		return echo.NewHTTPError(http.StatusInternalServerError, "not authenticated")
+// WebSocket is the whole echo plug-in: it authenticates the handshake,
+// answers a refusal as the gate does (status and WWW-Authenticate, or a
+// close frame under RefuseWithCloseFrame), or upgrades with the gate's echo,
+// extension and expiry, and serves the session with the echo.Context at
+// hand.
+func WebSocket[P any](gate *wsgate.Gate[P], serve func(echo.Context, wsgate.Session[P])) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		a, err := gate.Authenticate(c.Request())
+		if err != nil {
+			gate.Refuse(c.Response(), c.Request(), err)
+			return nil // answered
+		}
+		s, err := gate.Accept(c.Response(), c.Request(), a)
+		if err != nil {
+			return nil // answered
+		}
+		defer s.Conn.Close()
+		serve(c, s)
+		return nil
 	}
-	conn, err := wsgate.Upgrade(c.Response(), c.Request())
-	if err != nil {
-		return nil // Upgrade has answered the client.
-	}
-	defer conn.Close()
-	_ = wsutil.WriteServerText(conn, []byte("hello "+user.Name+" in "+c.Param("room")))
-	return nil
+}
+
+func room(c echo.Context, s wsgate.Session[User]) {
+	_ = wsutil.WriteServerText(s.Conn, []byte("hello "+s.Principal.Name+" in "+c.Param("room")))
 }
 
 func lobby(ctx context.Context, s wsgate.Session[User]) {

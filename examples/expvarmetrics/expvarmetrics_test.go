@@ -45,7 +45,7 @@ func TestWriterWithoutUnwrapCannotUpgrade(t *testing.T) {
 
 	res, err := wstest.Open(context.Background(), srv.URL, wstest.Bearer(wstest.Token))
 	if err != nil || res.Status != http.StatusInternalServerError {
-		t.Errorf("got %d %v, want 500 (wsgate.ErrNotHijacker)", res.Status, err)
+		t.Errorf("got %d %v, want 500 (wsgate.ErrUpgradeFailed)", res.Status, err)
 	}
 }
 

@@ -1,6 +1,7 @@
 // Package ginrouter serves authenticated WebSockets from a
-// github.com/gin-gonic/gin engine, wrapping the gate's net/http handlers with
-// gin.WrapH.
+// github.com/gin-gonic/gin engine: natively, with a plug-in built on the
+// gate's framework path (Authenticate, then Refuse or Accept), and by
+// wrapping the gate's net/http handler with gin.WrapH.
 package ginrouter
 
 import (
@@ -16,39 +17,42 @@ import (
 type User struct{ Name string }
 
 // Engine returns the application's routes, each WebSocket route behind gate.
-//
-// A handler wrapped with gin.WrapH sees only the *http.Request, not the
-// gin.Context, so c.Param is out of its reach: pathValues copies gin's
-// parameters into the request, where r.PathValue finds them. gin's
+// The room route is a native gin handler (it reads c.Param) through
+// WebSocket; the lobby mounts the gate's own handler with gin.WrapH. gin's
 // ResponseWriter is an http.Hijacker, so the upgrade needs nothing more.
 func Engine(gate *wsgate.Gate[User]) *gin.Engine {
 	e := gin.New()
 	e.Use(gin.Recovery())
 	e.GET("/lobby/ws", gin.WrapH(gate.Handler(lobby)))
-	e.GET("/rooms/:room/ws", pathValues, gin.WrapH(gate.Middleware(http.HandlerFunc(room))))
+	e.GET("/rooms/:room/ws", WebSocket(gate, room))
 	e.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
 	return e
 }
 
-// pathValues makes gin's path parameters available as r.PathValue.
-func pathValues(c *gin.Context) {
-	for _, p := range c.Params {
-		c.Request.SetPathValue(p.Key, p.Value)
+// WebSocket is the whole gin plug-in: it authenticates the handshake, answers
+// a refusal as the gate does (status and WWW-Authenticate, or a close frame
+// under RefuseWithCloseFrame), or upgrades with the gate's echo, extension
+// and expiry, and serves the session with the gin.Context at hand.
+func WebSocket[P any](gate *wsgate.Gate[P], serve func(*gin.Context, wsgate.Session[P])) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		a, err := gate.Authenticate(c.Request)
+		if err != nil {
+			gate.Refuse(c.Writer, c.Request, err)
+			c.Abort()
+			return
+		}
+		s, err := gate.Accept(c.Writer, c.Request, a)
+		if err != nil {
+			c.Abort() // answered
+			return
+		}
+		defer s.Conn.Close()
+		serve(c, s)
 	}
 }
 
-func room(w http.ResponseWriter, r *http.Request) {
-	user, ok := wsgate.PrincipalFrom[User](r.Context())
-	if !ok {
-		http.Error(w, "not authenticated", http.StatusInternalServerError)
-		return
-	}
-	conn, err := wsgate.Upgrade(w, r)
-	if err != nil {
-		return // Upgrade has answered the client.
-	}
-	defer conn.Close()
-	_ = wsutil.WriteServerText(conn, []byte("hello "+user.Name+" in "+r.PathValue("room")))
+func room(c *gin.Context, s wsgate.Session[User]) {
+	_ = wsutil.WriteServerText(s.Conn, []byte("hello "+s.Principal.Name+" in "+c.Param("room")))
 }
 
 func lobby(ctx context.Context, s wsgate.Session[User]) {

@@ -39,7 +39,7 @@ func Verifier(key []byte, issuer, audience string) wsgate.Verifier[User] {
 	keyFunc := func(*jwt.Token) (any, error) { return key, nil }
 	return func(_ context.Context, c wsgate.Credential) (User, error) {
 		var claims jwt.RegisteredClaims
-		if _, err := parser.ParseWithClaims(c.Token, &claims, keyFunc); err != nil {
+		if _, err := parser.ParseWithClaims(c.Token(), &claims, keyFunc); err != nil {
 			return User{}, fmt.Errorf("%w: %w", wsgate.ErrInvalidToken, err)
 		}
 		if claims.Subject == "" {

@@ -141,7 +141,7 @@ func TestJWTRefusesTokensThatMustNotPass(t *testing.T) {
 	verify := jwtverify.Verifier(key, issuer, audience)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := verify(context.Background(), wsgate.Credential{Source: wsgate.SourceBearer, Token: tt.token})
+			_, err := verify(context.Background(), wsgate.NewCredential(wsgate.SourceBearer, tt.token))
 			if !errors.Is(err, wsgate.ErrInvalidToken) || tt.reason != nil && !errors.Is(err, tt.reason) {
 				t.Errorf("verifier error %v, want one wrapping ErrInvalidToken and %v", err, tt.reason)
 			}

@@ -32,7 +32,7 @@ func Routes(gate *wsgate.Gate[User]) *http.ServeMux {
 }
 
 func room(w http.ResponseWriter, r *http.Request) {
-	user, ok := wsgate.PrincipalFrom[User](r.Context())
+	a, ok := wsgate.AuthFrom[User](r.Context())
 	if !ok {
 		// Unreachable behind the gate; a route registered without it ends here.
 		http.Error(w, "not authenticated", http.StatusInternalServerError)
@@ -43,7 +43,7 @@ func room(w http.ResponseWriter, r *http.Request) {
 		return // Upgrade has answered the client.
 	}
 	defer conn.Close()
-	_ = wsutil.WriteServerText(conn, []byte("hello "+user.Name+" in "+r.PathValue("room")))
+	_ = wsutil.WriteServerText(conn, []byte("hello "+a.Principal.Name+" in "+r.PathValue("room")))
 }
 
 func lobby(ctx context.Context, s wsgate.Session[User]) {
