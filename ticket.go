@@ -455,17 +455,3 @@ func (t *Tickets[P]) trusted(a netip.Addr) bool {
 	}
 	return false
 }
-
-// RequestFrom returns the handshake request a Gate is verifying, from the
-// context its Verifier receives, or nil for any other context. Verifiers
-// use it to check properties of the handshake beyond the credential (the
-// ticket verifier checks its bindings). By then the credential has been
-// removed from the request's query; the request must not be modified.
-func RequestFrom(ctx context.Context) *http.Request {
-	if c, ok := ctx.Value(requestKey{}).(*verifyContext); ok {
-		return c.r
-	}
-	return nil
-}
-
-type requestKey struct{}

@@ -423,20 +423,6 @@ func TestBoundTicketsAreRefusedOutsideAGate(t *testing.T) {
 	assert.Equal(t, "alice", p.Name)
 }
 
-func TestRequestFromGivesVerifiersTheHandshake(t *testing.T) {
-	assert.Nil(t, RequestFrom(context.Background()))
-	var seen *http.Request
-	g := New(func(ctx context.Context, c Credential) (user, error) {
-		seen = RequestFrom(ctx)
-		return user{"alice"}, nil
-	}, Config{Extractors: []Extractor{Query("ticket")}})
-	r := newHandshake("/ws?ticket=x&room=1")
-	_, err := g.Authenticate(r)
-	require.NoError(t, err)
-	require.Same(t, r, seen)
-	assert.Equal(t, "room=1", seen.URL.RawQuery, "the credential is gone before the verifier looks")
-}
-
 func TestMemoryStoreIsBoundedAndEvictsNothingEarly(t *testing.T) {
 	clock := newFakeClock()
 	store := newMemoryStore(t, clock, 3)
