@@ -190,7 +190,7 @@ func TestRedisExpiresTickets(t *testing.T) {
 	assert.Greater(t, pttl, time.Duration(0))
 	assert.LessOrEqual(t, pttl, time.Second)
 
-	// Through Tickets, with a one-second TTL.
+	// Through a ticket.Service, with a one-second TTL.
 	tk := &ticket.Service[user]{Store: store, TTL: time.Second}
 	gate := wsgate.New(tk.Verifier(), wsgate.Config{Extractors: []wsgate.Extractor{wsgate.Query("ticket")}})
 	tkt := issue(t, tk, "alice")
@@ -302,7 +302,7 @@ func (h *commandLog) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 	}
 }
 
-// server is one server of a fleet: its own Redis client, Tickets and Gate,
+// server is one server of a fleet: its own Redis client, ticket.Service and Gate,
 // the same prefix as the others.
 func server(t *testing.T, prefix string) *httptest.Server {
 	rdb := newClient(t, nil)
