@@ -5,7 +5,6 @@ import (
 	"errors"
 	"expvar"
 	"fmt"
-	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -244,30 +243,6 @@ func ExampleConfig_onHandshake() {
 	gate.Handler(nil).ServeHTTP(rec, httptest.NewRequest("GET", "/ws", nil))
 	fmt.Println(refused.Get("426"))
 	// Output: 1
-}
-
-// A one-time ticket: minted for a signed-in user, accepted once.
-func ExampleTickets() {
-	store := wsgate.NewMemoryTicketStore(wsgate.MemoryTicketStoreOptions{})
-	defer store.Close()
-	tickets := &wsgate.Tickets[User]{Store: store, Path: "/ws"}
-	gate := wsgate.New(tickets.Verifier(), wsgate.Config{
-		Extractors: []wsgate.Extractor{wsgate.Query("ticket")},
-	})
-
-	// In a real server the issuer is mounted behind the application's login:
-	// http.Handle("/ws-ticket", tickets.Issuer(currentUser)).
-	ticket, err := tickets.Issue(httptest.NewRequest("POST", "/ws-ticket", nil), User{Name: "alice"})
-	if err != nil {
-		log.Fatal(err)
-	}
-	for i := 0; i < 2; i++ {
-		a, err := gate.Authenticate(newHandshake("/ws?ticket=" + ticket))
-		fmt.Println(a.Principal.Name, errors.Is(err, wsgate.ErrInvalidToken))
-	}
-	// Output:
-	// alice false
-	//  true
 }
 
 // Compression: the gate negotiates permessage-deflate when the client offers

@@ -103,6 +103,21 @@ func newVerifyContext(r *http.Request, timeout time.Duration) *verifyContext {
 	return &verifyContext{parent: r.Context(), r: r, timeout: timeout}
 }
 
+// RequestFrom returns the handshake request a Gate is verifying, from the
+// context its Verifier receives, or nil for any other context. Verifiers
+// use it to check properties of the handshake beyond the credential
+// (package ticket checks a ticket's bindings with it). By then the
+// credential has been removed from the request's query; the request must
+// not be modified.
+func RequestFrom(ctx context.Context) *http.Request {
+	if c, ok := ctx.Value(requestKey{}).(*verifyContext); ok {
+		return c.r
+	}
+	return nil
+}
+
+type requestKey struct{}
+
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 func (c *verifyContext) Deadline() (time.Time, bool) {

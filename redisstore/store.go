@@ -3,7 +3,7 @@
 // once.
 //
 // Each ticket is one key: the prefix and the hex SHA-256 digest of the
-// ticket, holding the encoded wsgate.TicketRecord (principal, expiry,
+// ticket, holding the encoded ticket.Record (principal, expiry,
 // bindings) and expiring with the ticket. Put is SET key value PX ttl NX,
 // Consume is GETDEL: one round trip each, and atomic in Redis, so of any
 // number of handshakes racing with one ticket, on any servers, exactly one
@@ -11,7 +11,7 @@
 // usable ticket.
 //
 //	store := redisstore.New(redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"}), "")
-//	tickets := &wsgate.Tickets[User]{Store: store, BindOrigin: true, Path: "/ws"}
+//	tickets := &ticket.Service[User]{Store: store, BindOrigin: true, Path: "/ws"}
 package redisstore
 
 import (
@@ -22,13 +22,13 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/wsgate/wsgate"
+	"github.com/wsgate/wsgate/ticket"
 )
 
 // DefaultPrefix is the key prefix New uses when given "".
 const DefaultPrefix = "wsgate:ticket:"
 
-// Store is a wsgate.TicketStore in Redis. It is safe for concurrent use.
+// Store is a ticket.Store in Redis. It is safe for concurrent use.
 // Servers that accept each other's tickets must use the same Redis and the
 // same prefix.
 type Store struct {
@@ -36,7 +36,7 @@ type Store struct {
 	prefix string
 }
 
-var _ wsgate.TicketStore = (*Store)(nil)
+var _ ticket.Store = (*Store)(nil)
 
 var errExists = errors.New("redisstore: ticket hash already stored")
 
@@ -61,7 +61,7 @@ func (s *Store) key(hash [32]byte) string {
 
 // Put stores rec under hash for ttl (at least a millisecond) with
 // SET key value PX ttl NX. It fails if the key exists.
-func (s *Store) Put(ctx context.Context, hash [32]byte, rec wsgate.TicketRecord, ttl time.Duration) error {
+func (s *Store) Put(ctx context.Context, hash [32]byte, rec ticket.Record, ttl time.Duration) error {
 	val, err := rec.MarshalBinary()
 	if err != nil {
 		return fmt.Errorf("redisstore: encoding ticket: %w", err)
@@ -83,19 +83,19 @@ func (s *Store) Put(ctx context.Context, hash [32]byte, rec wsgate.TicketRecord,
 }
 
 // Consume removes and returns the record under hash with GETDEL, or returns
-// wsgate.ErrTicketNotFound when Redis holds none (never stored, consumed, or
+// ticket.ErrNotFound when Redis holds none (never stored, consumed, or
 // expired).
-func (s *Store) Consume(ctx context.Context, hash [32]byte) (wsgate.TicketRecord, error) {
+func (s *Store) Consume(ctx context.Context, hash [32]byte) (ticket.Record, error) {
 	val, err := s.rdb.GetDel(ctx, s.key(hash)).Bytes()
 	if err == redis.Nil {
-		return wsgate.TicketRecord{}, wsgate.ErrTicketNotFound
+		return ticket.Record{}, ticket.ErrNotFound
 	}
 	if err != nil {
-		return wsgate.TicketRecord{}, fmt.Errorf("redisstore: consuming ticket: %w", err)
+		return ticket.Record{}, fmt.Errorf("redisstore: consuming ticket: %w", err)
 	}
-	var rec wsgate.TicketRecord
+	var rec ticket.Record
 	if err := rec.UnmarshalBinary(val); err != nil {
-		return wsgate.TicketRecord{}, fmt.Errorf("redisstore: decoding ticket: %w", err)
+		return ticket.Record{}, fmt.Errorf("redisstore: decoding ticket: %w", err)
 	}
 	return rec, nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/wsgate/wsgate"
+	"github.com/wsgate/wsgate/ticket"
 )
 
 type user struct{ Name string }
@@ -92,25 +93,25 @@ func handshake(target string) *http.Request {
 	return r
 }
 
-func issue(t testing.TB, tk *wsgate.Tickets[user], name string) string {
+func issue(t testing.TB, tk *ticket.Service[user], name string) string {
 	t.Helper()
-	ticket, err := tk.Issue(httptest.NewRequest(http.MethodPost, "/ticket", nil), user{name})
+	tkt, err := tk.Issue(httptest.NewRequest(http.MethodPost, "/ticket", nil), user{name})
 	require.NoError(t, err)
-	return ticket
+	return tkt
 }
 
 func TestTicketIsConsumedOnceAmongFiftyConcurrentHandshakes(t *testing.T) {
 	rdb := newClient(t, nil)
-	tk := &wsgate.Tickets[user]{Store: New(rdb, newPrefix(t, rdb))}
+	tk := &ticket.Service[user]{Store: New(rdb, newPrefix(t, rdb))}
 	gate := wsgate.New(tk.Verifier(), wsgate.Config{Extractors: []wsgate.Extractor{wsgate.Query("ticket")}})
-	ticket := issue(t, tk, "alice")
+	tkt := issue(t, tk, "alice")
 
 	const n = 50
 	var wins, refusals atomic.Int32
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for range n {
-		r := handshake("/ws?ticket=" + ticket)
+		r := handshake("/ws?ticket=" + tkt)
 		wg.Go(func() {
 			<-start
 			a, err := gate.Authenticate(r)
@@ -136,7 +137,7 @@ func TestStoreConsumesOnceAmongFiftyConcurrentCalls(t *testing.T) {
 	store := New(rdb, newPrefix(t, rdb))
 	ctx := context.Background()
 	hash := sha256.Sum256([]byte("a ticket"))
-	require.NoError(t, store.Put(ctx, hash, wsgate.TicketRecord{Principal: []byte(`"p"`), Expires: time.Now().Add(time.Minute)}, time.Minute))
+	require.NoError(t, store.Put(ctx, hash, ticket.Record{Principal: []byte(`"p"`), Expires: time.Now().Add(time.Minute)}, time.Minute))
 
 	var wins, misses atomic.Int32
 	start := make(chan struct{})
@@ -149,7 +150,7 @@ func TestStoreConsumesOnceAmongFiftyConcurrentCalls(t *testing.T) {
 			case err == nil:
 				assert.Equal(t, `"p"`, string(rec.Principal))
 				wins.Add(1)
-			case errors.Is(err, wsgate.ErrTicketNotFound):
+			case errors.Is(err, ticket.ErrNotFound):
 				misses.Add(1)
 			default:
 				t.Error(err)
@@ -167,8 +168,8 @@ func TestPutNeverOverwrites(t *testing.T) {
 	store := New(rdb, newPrefix(t, rdb))
 	ctx := context.Background()
 	hash := sha256.Sum256([]byte("a ticket"))
-	require.NoError(t, store.Put(ctx, hash, wsgate.TicketRecord{Path: "/a", Expires: time.Now().Add(time.Minute)}, time.Minute))
-	assert.Error(t, store.Put(ctx, hash, wsgate.TicketRecord{Path: "/b", Expires: time.Now().Add(time.Minute)}, time.Minute))
+	require.NoError(t, store.Put(ctx, hash, ticket.Record{Path: "/a", Expires: time.Now().Add(time.Minute)}, time.Minute))
+	assert.Error(t, store.Put(ctx, hash, ticket.Record{Path: "/b", Expires: time.Now().Add(time.Minute)}, time.Minute))
 	rec, err := store.Consume(ctx, hash)
 	require.NoError(t, err)
 	assert.Equal(t, "/a", rec.Path)
@@ -182,25 +183,25 @@ func TestRedisExpiresTickets(t *testing.T) {
 
 	// The record claims a far expiry: only Redis's own TTL can end it.
 	hash := sha256.Sum256([]byte("a ticket"))
-	require.NoError(t, store.Put(ctx, hash, wsgate.TicketRecord{Expires: time.Now().Add(time.Hour)}, time.Second))
+	require.NoError(t, store.Put(ctx, hash, ticket.Record{Expires: time.Now().Add(time.Hour)}, time.Second))
 	key := prefix + hex.EncodeToString(hash[:])
 	pttl, err := rdb.PTTL(ctx, key).Result()
 	require.NoError(t, err)
 	assert.Greater(t, pttl, time.Duration(0))
 	assert.LessOrEqual(t, pttl, time.Second)
 
-	// Through Tickets, with a one-second TTL.
-	tk := &wsgate.Tickets[user]{Store: store, TTL: time.Second}
+	// Through a ticket.Service, with a one-second TTL.
+	tk := &ticket.Service[user]{Store: store, TTL: time.Second}
 	gate := wsgate.New(tk.Verifier(), wsgate.Config{Extractors: []wsgate.Extractor{wsgate.Query("ticket")}})
-	ticket := issue(t, tk, "alice")
+	tkt := issue(t, tk, "alice")
 
 	time.Sleep(1100 * time.Millisecond)
 	n, err := rdb.Exists(ctx, key).Result()
 	require.NoError(t, err)
 	assert.Zero(t, n, "Redis dropped the key")
 	_, err = store.Consume(ctx, hash)
-	assert.ErrorIs(t, err, wsgate.ErrTicketNotFound)
-	_, err = gate.Authenticate(handshake("/ws?ticket=" + ticket))
+	assert.ErrorIs(t, err, ticket.ErrNotFound)
+	_, err = gate.Authenticate(handshake("/ws?ticket=" + tkt))
 	assert.ErrorIs(t, err, wsgate.ErrInvalidToken)
 	assert.Empty(t, keys(t, rdb, prefix))
 }
@@ -208,12 +209,12 @@ func TestRedisExpiresTickets(t *testing.T) {
 func TestRedisHoldsNoUsableTicket(t *testing.T) {
 	rdb := newClient(t, nil)
 	prefix := newPrefix(t, rdb)
-	tk := &wsgate.Tickets[user]{Store: New(rdb, prefix), BindOrigin: true, BindClient: true, Path: "/ws"}
+	tk := &ticket.Service[user]{Store: New(rdb, prefix), BindOrigin: true, BindClient: true, Path: "/ws"}
 	r := httptest.NewRequest(http.MethodPost, "/ticket", nil)
 	r.Header.Set("Origin", "https://app.example")
-	ticket, err := tk.Issue(r, user{"alice"})
+	tkt, err := tk.Issue(r, user{"alice"})
 	require.NoError(t, err)
-	raw, err := base64.RawURLEncoding.DecodeString(ticket)
+	raw, err := base64.RawURLEncoding.DecodeString(tkt)
 	require.NoError(t, err)
 
 	ctx := context.Background()
@@ -223,12 +224,12 @@ func TestRedisHoldsNoUsableTicket(t *testing.T) {
 		all = append(all, iter.Val())
 	}
 	require.NoError(t, iter.Err())
-	hash := sha256.Sum256([]byte(ticket))
+	hash := sha256.Sum256([]byte(tkt))
 	require.Contains(t, all, prefix+hex.EncodeToString(hash[:]))
 	for _, k := range all {
 		val, err := rdb.Dump(ctx, k).Bytes() // whatever the type
 		require.NoError(t, err)
-		for _, secret := range [][]byte{[]byte(ticket), raw} {
+		for _, secret := range [][]byte{[]byte(tkt), raw} {
 			assert.NotContains(t, k, string(secret))
 			assert.False(t, bytes.Contains(val, secret), "value of %s holds the ticket", k)
 		}
@@ -239,11 +240,11 @@ func TestOneRoundTripEach(t *testing.T) {
 	hook := &commandLog{}
 	rdb := newClient(t, hook)
 	prefix := newPrefix(t, rdb)
-	tk := &wsgate.Tickets[user]{Store: New(rdb, prefix)}
+	tk := &ticket.Service[user]{Store: New(rdb, prefix)}
 	gate := wsgate.New(tk.Verifier(), wsgate.Config{Extractors: []wsgate.Extractor{wsgate.Query("ticket")}})
 
 	hook.reset()
-	ticket := issue(t, tk, "alice")
+	tkt := issue(t, tk, "alice")
 	set := hook.reset()
 	require.Len(t, set, 1)
 	args := set[0].Args()
@@ -251,7 +252,7 @@ func TestOneRoundTripEach(t *testing.T) {
 	assert.Equal(t, "set", args[0])
 	assert.Equal(t, []any{"px", int64(30000), "nx"}, args[3:])
 
-	_, err := gate.Authenticate(handshake("/ws?ticket=" + ticket))
+	_, err := gate.Authenticate(handshake("/ws?ticket=" + tkt))
 	require.NoError(t, err)
 	get := hook.reset()
 	require.Len(t, get, 1)
@@ -301,11 +302,11 @@ func (h *commandLog) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 	}
 }
 
-// server is one server of a fleet: its own Redis client, Tickets and Gate,
+// server is one server of a fleet: its own Redis client, ticket.Service and Gate,
 // the same prefix as the others.
 func server(t *testing.T, prefix string) *httptest.Server {
 	rdb := newClient(t, nil)
-	tk := &wsgate.Tickets[user]{Store: New(rdb, prefix), BindOrigin: true, Path: "/ws"}
+	tk := &ticket.Service[user]{Store: New(rdb, prefix), BindOrigin: true, Path: "/ws"}
 	mux := http.NewServeMux()
 	mux.Handle("/ticket", tk.Issuer(func(r *http.Request) (user, bool) {
 		name := r.Header.Get("X-Test-User") // the application's own login
@@ -384,7 +385,7 @@ func BenchmarkConsumePerHandshake(b *testing.B) {
 	hook := &commandLog{countOnly: true}
 	rdb := newClient(b, hook)
 	prefix := newPrefix(b, rdb)
-	tk := &wsgate.Tickets[user]{Store: New(rdb, prefix)}
+	tk := &ticket.Service[user]{Store: New(rdb, prefix)}
 	gate := wsgate.New(tk.Verifier(), wsgate.Config{Extractors: []wsgate.Extractor{wsgate.Query("ticket")}})
 	queries := make([]string, b.N)
 	for i := range queries {

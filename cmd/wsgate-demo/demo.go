@@ -14,6 +14,7 @@ import (
 
 	"github.com/gobwas/ws/wsutil"
 	"github.com/wsgate/wsgate"
+	"github.com/wsgate/wsgate/ticket"
 )
 
 // user is the principal the demo's verifiers yield.
@@ -54,8 +55,8 @@ type demo struct {
 	token   string
 	log     *slog.Logger
 	verify  wsgate.Verifier[user]
-	tickets *wsgate.Tickets[user]
-	store   *wsgate.MemoryTicketStore
+	tickets *ticket.Service[user]
+	store   *ticket.MemoryStore
 	issuer  http.Handler
 	gates   map[string]http.Handler // by path
 
@@ -100,13 +101,13 @@ func newDemo(token string, log *slog.Logger) *demo {
 		token:   token,
 		log:     log,
 		verify:  wsgate.StaticToken(token, user{Name: "demo-user"}),
-		store:   wsgate.NewMemoryTicketStore(wsgate.MemoryTicketStoreOptions{MaxEntries: 10_000}),
+		store:   ticket.NewMemoryStore(ticket.MemoryStoreOptions{MaxEntries: 10_000}),
 		gates:   map[string]http.Handler{},
 		pending: map[string]*attempt{},
 	}
 	// A ticket is bound to the Origin of the page that fetched it, and
 	// valid once, for ticketTTL, at any of the demo's endpoints.
-	d.tickets = &wsgate.Tickets[user]{Store: d.store, TTL: ticketTTL, BindOrigin: true}
+	d.tickets = &ticket.Service[user]{Store: d.store, TTL: ticketTTL, BindOrigin: true}
 	d.issuer = d.tickets.Issuer(func(r *http.Request) (user, bool) {
 		p, ok := r.Context().Value(callerKey{}).(user)
 		return p, ok

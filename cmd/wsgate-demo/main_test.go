@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/wsgate/wsgate"
+	"github.com/wsgate/wsgate/ticket"
 )
 
 const testToken = "s3cr3t-demo-token-0123456789"
@@ -466,7 +467,7 @@ func getTicket(t *testing.T, srv *httptest.Server, origin string) string {
 		ExpiresIn int    `json:"expires_in"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(body), &tk))
-	require.Len(t, tk.Ticket, wsgate.TicketLen)
+	require.Len(t, tk.Ticket, ticket.Length)
 	return tk.Ticket
 }
 

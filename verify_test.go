@@ -1,0 +1,24 @@
+package wsgate
+
+import (
+	"context"
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestRequestFromGivesVerifiersTheHandshake(t *testing.T) {
+	assert.Nil(t, RequestFrom(context.Background()))
+	var seen *http.Request
+	g := New(func(ctx context.Context, c Credential) (user, error) {
+		seen = RequestFrom(ctx)
+		return user{"alice"}, nil
+	}, Config{Extractors: []Extractor{Query("ticket")}})
+	r := newHandshake("/ws?ticket=x&room=1")
+	_, err := g.Authenticate(r)
+	require.NoError(t, err)
+	require.Same(t, r, seen)
+	assert.Equal(t, "room=1", seen.URL.RawQuery, "the credential is gone before the verifier looks")
+}
