@@ -95,7 +95,7 @@ func TestCheckKey(t *testing.T) {
 				assert.NoError(t, err)
 				return
 			}
-			assert.True(t, errors.Is(err, ErrKey))
+			assert.True(t, errors.Is(err, ErrHandshake))
 		})
 	}
 }

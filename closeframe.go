@@ -28,9 +28,9 @@ const (
 	CloseAuthTimeout ws.StatusCode = 4408
 )
 
-// CloseWriteTimeout bounds the writing of a close frame the gate sends on
+// closeWriteTimeout bounds the writing of a close frame the gate sends on
 // its own (a refusal, a failed in-band authentication, an expiry).
-const CloseWriteTimeout = time.Second
+const closeWriteTimeout = time.Second
 
 // maxCloseReason is the most bytes of reason a close frame can carry: a
 // control frame's payload is at most 125 bytes, two of which are the code.
@@ -50,9 +50,9 @@ func closeReason(reason string) string {
 }
 
 // writeClose sends a close frame with code and reason, within
-// CloseWriteTimeout, and reports the write error.
+// closeWriteTimeout, and reports the write error.
 func writeClose(conn net.Conn, code ws.StatusCode, reason string) error {
-	_ = conn.SetWriteDeadline(time.Now().Add(CloseWriteTimeout))
+	_ = conn.SetWriteDeadline(time.Now().Add(closeWriteTimeout))
 	return ws.WriteFrame(conn, ws.NewCloseFrame(ws.NewCloseFrameBody(code, closeReason(reason))))
 }
 

@@ -107,9 +107,9 @@ func extensionsHeader(answer string) http.Header {
 	return nil
 }
 
-// DefaultMaxMessageSize is the largest message ReadClientMessage returns
+// defaultMaxMessageSize is the largest message ReadClientMessage returns
 // when its maxSize is 0 or less: 1 MiB.
-const DefaultMaxMessageSize = 1 << 20
+const defaultMaxMessageSize = 1 << 20
 
 // ErrMessageTooBig is returned by ReadClientMessage for a message, inflated
 // if it was compressed, larger than its maxSize. Answer it with a close
@@ -127,11 +127,11 @@ var ErrMessageTooBig = errors.New("wsgate: message too big")
 // (Auth.Compression, CompressionFrom). With it, a message with the RSV1 bit
 // is inflated and others are returned as they are; without it, RSV1 is a
 // protocol error. maxSize bounds the returned payload (0 or less means
-// DefaultMaxMessageSize): a small compressed message can inflate to
+// defaultMaxMessageSize): a small compressed message can inflate to
 // gigabytes, so never read one without a bound.
 func ReadClientMessage(rw io.ReadWriter, compressed bool, maxSize int64) ([]byte, ws.OpCode, error) {
 	if maxSize <= 0 {
-		maxSize = DefaultMaxMessageSize
+		maxSize = defaultMaxMessageSize
 	}
 	var msg wsflate.MessageState
 	state := ws.StateServerSide

@@ -13,38 +13,23 @@ import (
 // package returns is an *Error that matches exactly one of them with
 // errors.Is, and carries the HTTP status it was answered with.
 var (
-	// ErrHTTPVersion: the request arrived neither as HTTP/1.1 or later over
-	// HTTP/1 nor as an HTTP/2 extended CONNECT with :protocol websocket (RFC
-	// 8441): for example HTTP/1.0, or an HTTP/2 GET. Status 400.
-	ErrHTTPVersion = errors.New("wsgate: WebSocket handshake requires HTTP/1.1")
-	// ErrMethod: the method is not GET. Status 405 with Allow: GET.
-	ErrMethod = errors.New("wsgate: WebSocket handshake requires GET")
-	// ErrHost: the request has an empty Host header (RFC 6455 section 4.1
-	// requires one). Status 400.
-	ErrHost = errors.New("wsgate: WebSocket handshake requires a Host")
-	// ErrUpgrade: the Upgrade header lacks the websocket token. Status 426
-	// with Upgrade: websocket.
-	ErrUpgrade = errors.New("wsgate: Upgrade header lacks websocket")
-	// ErrConnection: the Connection header lacks the upgrade token. Status 400.
-	ErrConnection = errors.New("wsgate: Connection header lacks upgrade")
-	// ErrVersion: Sec-WebSocket-Version is missing, repeated (status 400) or
-	// not 13 (status 426). Both carry Sec-WebSocket-Version: 13.
-	ErrVersion = errors.New("wsgate: unsupported Sec-WebSocket-Version")
-	// ErrKey: Sec-WebSocket-Key is missing, repeated, or not the base64
-	// encoding of 16 bytes. Status 400.
-	ErrKey = errors.New("wsgate: invalid Sec-WebSocket-Key")
-	// ErrBody: the handshake request carries a body. Status 400.
-	ErrBody = errors.New("wsgate: handshake request has a body")
+	// ErrHandshake: the request is no valid WebSocket opening handshake
+	// (see CheckHandshake for each case and its status): not HTTP/1.1 or
+	// an HTTP/2 extended CONNECT with :protocol websocket (400), not GET
+	// (405 with Allow: GET), no Host (400), Upgrade without websocket (426
+	// with Upgrade: websocket), Connection without upgrade (400), a missing,
+	// repeated (400) or unsupported (426) Sec-WebSocket-Version (both with
+	// Sec-WebSocket-Version: 13), a missing, repeated or malformed
+	// Sec-WebSocket-Key (400), or a body (400). Error.Reason says which.
+	ErrHandshake = errors.New("wsgate: not a valid WebSocket handshake")
 	// ErrOrigin: the Origin header failed the origin policy. Status 403.
 	ErrOrigin = errors.New("wsgate: origin not allowed")
-	// ErrProtocols: the Sec-WebSocket-Protocol list is malformed (an empty
-	// entry, a character outside the RFC 7230 token set, a duplicate, or too
-	// many entries). Status 400.
-	ErrProtocols = errors.New("wsgate: malformed Sec-WebSocket-Protocol")
-	// ErrNoProtocol: a subprotocol credential in prefix form came without an
-	// application protocol the server speaks, so there is nothing safe to
-	// echo. Status 400.
-	ErrNoProtocol = errors.New("wsgate: no application subprotocol to select")
+	// ErrProtocols: the Sec-WebSocket-Protocol list is malformed (a
+	// character outside the RFC 7230 token set, a duplicate, more than 32
+	// entries or an unreasonable number of empty ones), or a subprotocol
+	// credential in prefix form came without an application protocol the
+	// server speaks, so there is nothing safe to echo. Status 400.
+	ErrProtocols = errors.New("wsgate: unusable Sec-WebSocket-Protocol")
 	// ErrNoCredential: no configured extractor found a credential. Status 401
 	// with a Bearer (or, when configured, Basic) challenge.
 	ErrNoCredential = errors.New("wsgate: no credential")
@@ -87,7 +72,8 @@ var (
 // HTTP). Reason never contains a header value, credential or any other
 // client-supplied text.
 //
-// An *Error matches its sentinel (ErrKey, ErrOrigin, ...) with errors.Is.
+// An *Error matches its sentinel (ErrHandshake, ErrOrigin, ...) with
+// errors.Is.
 // For a verifier's refusal, errors.Unwrap returns the verifier's error, so
 // errors.Is and errors.As reach it too. Every *Error the package returns is
 // the caller's own copy: changing it changes no other refusal.
@@ -102,6 +88,25 @@ type Error struct {
 	kind  error
 	cause error
 	start time.Time // when the gate first saw the request, if observed
+	hdr   extraHeader
+}
+
+// extraHeader names the header a handshake refusal answers with besides
+// the usual ones.
+type extraHeader uint8
+
+const (
+	noHeader      extraHeader = iota
+	allowHeader               // Allow: GET
+	upgradeHeader             // Upgrade: websocket
+	versionHeader             // Sec-WebSocket-Version: 13
+)
+
+// handshakeRefusal is refusal for ErrHandshake, with its extra header.
+func handshakeRefusal(status int, reason string, hdr extraHeader) *Error {
+	e := refusal(ErrHandshake, status, "", reason, 0)
+	e.hdr = hdr
+	return e
 }
 
 // Error returns "wsgate: " followed by the reason and, for a verifier's
@@ -150,21 +155,21 @@ func publicError(err error) error {
 // The fixed refusals are made once, so refusing costs no allocation inside
 // the pipeline; callers only ever get copies.
 var (
-	errHTTPVersion    = refusal(ErrHTTPVersion, http.StatusBadRequest, "", "WebSocket handshake requires HTTP/1.1", 0)
-	errMethod         = refusal(ErrMethod, http.StatusMethodNotAllowed, "", "WebSocket handshake requires GET", 0)
-	errHost           = refusal(ErrHost, http.StatusBadRequest, "", "Host header required", 0)
-	errUpgrade        = refusal(ErrUpgrade, http.StatusUpgradeRequired, "", "Upgrade: websocket required", 0)
-	errConnection     = refusal(ErrConnection, http.StatusBadRequest, "", "Connection: Upgrade required", 0)
-	errVersionMissing = refusal(ErrVersion, http.StatusBadRequest, "", "exactly one Sec-WebSocket-Version required", 0)
-	errVersion        = refusal(ErrVersion, http.StatusUpgradeRequired, "", "Sec-WebSocket-Version 13 required", 0)
-	errKey            = refusal(ErrKey, http.StatusBadRequest, "", "invalid Sec-WebSocket-Key", 0)
-	errBody           = refusal(ErrBody, http.StatusBadRequest, "", "handshake request must not have a body", 0)
+	errHTTPVersion    = handshakeRefusal(http.StatusBadRequest, "WebSocket handshake requires HTTP/1.1", noHeader)
+	errMethod         = handshakeRefusal(http.StatusMethodNotAllowed, "WebSocket handshake requires GET", allowHeader)
+	errHost           = handshakeRefusal(http.StatusBadRequest, "Host header required", noHeader)
+	errUpgrade        = handshakeRefusal(http.StatusUpgradeRequired, "Upgrade: websocket required", upgradeHeader)
+	errConnection     = handshakeRefusal(http.StatusBadRequest, "Connection: Upgrade required", noHeader)
+	errVersionMissing = handshakeRefusal(http.StatusBadRequest, "exactly one Sec-WebSocket-Version required", versionHeader)
+	errVersion        = handshakeRefusal(http.StatusUpgradeRequired, "Sec-WebSocket-Version 13 required", versionHeader)
+	errKey            = handshakeRefusal(http.StatusBadRequest, "invalid Sec-WebSocket-Key", noHeader)
+	errBody           = handshakeRefusal(http.StatusBadRequest, "handshake request must not have a body", noHeader)
 	errOrigin         = refusal(ErrOrigin, http.StatusForbidden, "", "origin not allowed", 0)
 	errCrossSite      = refusal(ErrOrigin, http.StatusForbidden, "", "cross-site request not allowed", 0)
 	errOriginRequired = refusal(ErrOrigin, http.StatusForbidden, "", "Origin header required", 0)
 	errAmbientOrigin  = refusal(ErrOrigin, http.StatusForbidden, "", "cookie or Basic credential requires an allowed Origin", 0)
 	errProtocols      = refusal(ErrProtocols, http.StatusBadRequest, "", "malformed Sec-WebSocket-Protocol", ws.StatusPolicyViolation)
-	errNoProtocol     = refusal(ErrNoProtocol, http.StatusBadRequest, "", "no supported subprotocol offered", ws.StatusPolicyViolation)
+	errNoProtocol     = refusal(ErrProtocols, http.StatusBadRequest, "", "no supported subprotocol offered", ws.StatusPolicyViolation)
 	errNoCredential   = refusal(ErrNoCredential, http.StatusUnauthorized, "", "credential required", CloseUnauthorized)
 	errAmbiguous      = refusal(ErrAmbiguousCredential, http.StatusBadRequest, "invalid_request", "more than one credential", CloseUnauthorized)
 	errMalformed400   = refusal(ErrMalformedCredential, http.StatusBadRequest, "invalid_request", "malformed credential", CloseUnauthorized)
@@ -242,8 +247,7 @@ func asError(err error) *Error {
 // sentinelRefusals answer the sentinels wrapped in no *Error.
 var sentinelRefusals = []*Error{
 	errInvalidToken, errForbidden, errNoCredential, errAmbiguous, errMalformed401,
-	errOrigin, errProtocols, errNoProtocol, errVerifyTimeout, errNotHijacker,
-	errHTTPVersion, errMethod, errHost, errUpgrade, errConnection, errVersion, errKey, errBody,
+	errOrigin, errProtocols, errVerifyTimeout, errNotHijacker, errHTTPVersion,
 }
 
 // WriteError answers a refused handshake: the status of err, the headers its
@@ -273,12 +277,12 @@ func writeError(w http.ResponseWriter, e *Error, ch *challenges, basic, h2 bool)
 	h["Content-Type"] = hdrTextPlain
 	h["X-Content-Type-Options"] = hdrNoSniff
 	h["Cache-Control"] = hdrNoStore
-	switch e.kind {
-	case ErrMethod:
+	switch e.hdr {
+	case allowHeader:
 		h["Allow"] = hdrAllowGet
-	case ErrUpgrade:
+	case upgradeHeader:
 		h["Upgrade"] = hdrUpgradeWS
-	case ErrVersion:
+	case versionHeader:
 		h["Sec-Websocket-Version"] = hdrVersion13
 	}
 	switch {

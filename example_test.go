@@ -198,7 +198,7 @@ func ExampleCheckHandshake() {
 	err := wsgate.CheckHandshake(r)
 	var e *wsgate.Error
 	if errors.As(err, &e) {
-		fmt.Println(e.Status, errors.Is(err, wsgate.ErrMethod))
+		fmt.Println(e.Status, errors.Is(err, wsgate.ErrHandshake))
 	}
 	// Output: 405 true
 }

@@ -230,7 +230,7 @@ func Subprotocol(marker string) Extractor {
 //
 // The entry is never echoed; the client must also offer an application
 // protocol the server speaks (Config.Protocols), or the handshake is refused
-// with 400 (ErrNoProtocol), as Kubernetes does. Extraction allocates the
+// with 400 (ErrProtocols), as Kubernetes does. Extraction allocates the
 // decoded token. It panics if prefix is not an RFC 7230 token.
 func SubprotocolPrefix(prefix string) Extractor {
 	if prefix == "" {

@@ -615,8 +615,8 @@ func FuzzKey(f *testing.F) {
 		if (err == nil) != want {
 			t.Fatalf("checkKey(%q) = %v, reference valid = %v", k, err, want)
 		}
-		if err != nil && !isErr(err, ErrKey) {
-			t.Fatalf("checkKey(%q) = %v, want ErrKey", k, err)
+		if err != nil && !isErr(err, ErrHandshake) {
+			t.Fatalf("checkKey(%q) = %v, want ErrHandshake", k, err)
 		}
 		if got := acceptKey(k); len(got) != acceptKeyLen {
 			t.Fatalf("acceptKey(%q) has length %d", k, len(got))

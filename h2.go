@@ -16,10 +16,10 @@ import (
 const hProtocol = ":protocol"
 
 var (
-	errConnectProtocol = refusal(ErrHTTPVersion, http.StatusBadRequest, "", "WebSocket over HTTP/2 requires extended CONNECT with :protocol websocket", 0)
+	errConnectProtocol = handshakeRefusal(http.StatusBadRequest, "WebSocket over HTTP/2 requires extended CONNECT with :protocol websocket", noHeader)
 	// Over HTTP/2 a wrong version is a 400: a 426 must carry Upgrade, which
 	// HTTP/2 forbids.
-	errVersionH2 = refusal(ErrVersion, http.StatusBadRequest, "", "Sec-WebSocket-Version 13 required", 0)
+	errVersionH2 = handshakeRefusal(http.StatusBadRequest, "Sec-WebSocket-Version 13 required", noHeader)
 )
 
 // checkConnect is checkHandshake for HTTP/2: RFC 8441 section 5 replaces

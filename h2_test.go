@@ -36,11 +36,11 @@ func TestCheckHandshakeOverHTTP2(t *testing.T) {
 		{name: ":protocol compares case-insensitively", r: h2("CONNECT", ":protocol", "WebSocket")},
 		{name: "no Sec-WebSocket-Key, Upgrade or Connection is needed", r: h2("CONNECT")},
 		{name: "a Sec-WebSocket-Key is ignored", r: h2("CONNECT", "Sec-Websocket-Key", "junk")},
-		{name: "GET over HTTP/2", r: h2("GET"), sentinel: ErrHTTPVersion},
-		{name: "CONNECT without :protocol", r: h2("CONNECT", ":protocol", ""), sentinel: ErrHTTPVersion},
-		{name: "CONNECT with another :protocol", r: h2("CONNECT", ":protocol", "h3"), sentinel: ErrHTTPVersion},
-		{name: "no version", r: h2("CONNECT", "Sec-Websocket-Version", ""), sentinel: ErrVersion},
-		{name: "version 8", r: h2("CONNECT", "Sec-Websocket-Version", "8"), sentinel: ErrVersion},
+		{name: "GET over HTTP/2", r: h2("GET"), sentinel: ErrHandshake},
+		{name: "CONNECT without :protocol", r: h2("CONNECT", ":protocol", ""), sentinel: ErrHandshake},
+		{name: "CONNECT with another :protocol", r: h2("CONNECT", ":protocol", "h3"), sentinel: ErrHandshake},
+		{name: "no version", r: h2("CONNECT", "Sec-Websocket-Version", ""), sentinel: ErrHandshake},
+		{name: "version 8", r: h2("CONNECT", "Sec-Websocket-Version", "8"), sentinel: ErrHandshake},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -21,30 +21,30 @@ const (
 )
 
 // CheckHandshake reports whether r is a valid RFC 6455 opening handshake, or
-// an RFC 8441 one over HTTP/2. It returns nil or an *Error whose status and
-// sentinel say what is wrong:
+// an RFC 8441 one over HTTP/2. It returns nil or an *Error matching
+// ErrHandshake whose status and reason say what is wrong:
 //
 //   - not HTTP/1.1 or later over HTTP/1 (HTTP/1.0), and not HTTP/2: 400,
-//     ErrHTTPVersion
-//   - method other than GET: 405 with Allow: GET, ErrMethod
-//   - no Host (net/http admits an empty Host header): 400, ErrHost
+//     "WebSocket handshake requires HTTP/1.1"
+//   - method other than GET: 405 with Allow: GET
+//   - no Host (net/http admits an empty Host header): 400
 //   - Upgrade lacks the websocket token (so Upgrade: h2c is never honoured):
-//     426 with Upgrade: websocket, ErrUpgrade
-//   - Connection lacks the upgrade token: 400, ErrConnection. Both headers are
+//     426 with Upgrade: websocket
+//   - Connection lacks the upgrade token: 400. Both headers are
 //     read as comma-separated lists across repeated lines, so Firefox's
 //     "Connection: keep-alive, Upgrade" passes. A 400 rather than a 426,
 //     because the client did ask to upgrade; something on the way dropped the
 //     hop-by-hop header, and no Upgrade answer can repair that.
 //   - Sec-WebSocket-Version missing or repeated: 400; present but not 13: 426;
-//     both with Sec-WebSocket-Version: 13, ErrVersion
+//     both with Sec-WebSocket-Version: 13
 //   - Sec-WebSocket-Key missing, repeated, or not the standard (padded)
-//     base64 encoding of 16 bytes after trimming spaces and tabs: 400, ErrKey
-//   - a body (Content-Length > 0 or any Transfer-Encoding): 400, ErrBody
+//     base64 encoding of 16 bytes after trimming spaces and tabs: 400
+//   - a body (Content-Length > 0 or any Transfer-Encoding): 400
 //
 // Over HTTP/2 (RFC 8441 section 5) the request must instead be an extended
 // CONNECT with the :protocol pseudo-header websocket, which net/http shows
-// as Method "CONNECT" and Header[":protocol"]; anything else is 400,
-// ErrHTTPVersion. Host and Sec-WebSocket-Version are checked as above, but
+// as Method "CONNECT" and Header[":protocol"]; anything else is 400.
+// Host and Sec-WebSocket-Version are checked as above, but
 // a wrong version is 400 (HTTP/2 has no Upgrade for a 426 to name).
 // Upgrade, Connection and Sec-WebSocket-Key are not used and not required,
 // and the request's body is the stream. net/http delivers extended CONNECT

@@ -25,21 +25,21 @@ func TestHandshakeValidation(t *testing.T) {
 			name:     "a POST is refused with 405 and Allow: GET",
 			modify:   func(r *http.Request) { r.Method = http.MethodPost },
 			status:   405,
-			sentinel: ErrMethod,
+			sentinel: ErrHandshake,
 			headers:  map[string]string{"Allow": "GET"},
 		},
 		{
 			name:     "a missing Upgrade header is refused with 426 and Upgrade: websocket",
 			modify:   func(r *http.Request) { r.Header.Del("Upgrade") },
 			status:   426,
-			sentinel: ErrUpgrade,
+			sentinel: ErrHandshake,
 			headers:  map[string]string{"Upgrade": "websocket"},
 		},
 		{
 			name:     "Upgrade: h2c is never honoured",
 			modify:   func(r *http.Request) { r.Header.Set("Upgrade", "h2c") },
 			status:   426,
-			sentinel: ErrUpgrade,
+			sentinel: ErrHandshake,
 			headers:  map[string]string{"Upgrade": "websocket"},
 		},
 		{
@@ -51,7 +51,7 @@ func TestHandshakeValidation(t *testing.T) {
 			name:     "a missing Connection upgrade token is refused with 400",
 			modify:   func(r *http.Request) { r.Header.Set("Connection", "keep-alive") },
 			status:   400,
-			sentinel: ErrConnection,
+			sentinel: ErrHandshake,
 		},
 		{
 			name:   "Firefox's Connection: keep-alive, Upgrade passes",
@@ -69,70 +69,70 @@ func TestHandshakeValidation(t *testing.T) {
 			name:     "a missing version is refused with 400 and Sec-WebSocket-Version: 13",
 			modify:   func(r *http.Request) { r.Header.Del("Sec-WebSocket-Version") },
 			status:   400,
-			sentinel: ErrVersion,
+			sentinel: ErrHandshake,
 			headers:  map[string]string{"Sec-Websocket-Version": "13"},
 		},
 		{
 			name:     "a repeated version is refused with 400",
 			modify:   func(r *http.Request) { r.Header.Add("Sec-WebSocket-Version", "13") },
 			status:   400,
-			sentinel: ErrVersion,
+			sentinel: ErrHandshake,
 			headers:  map[string]string{"Sec-Websocket-Version": "13"},
 		},
 		{
 			name:     "version 8 is refused with 426",
 			modify:   func(r *http.Request) { r.Header.Set("Sec-WebSocket-Version", "8") },
 			status:   426,
-			sentinel: ErrVersion,
+			sentinel: ErrHandshake,
 			headers:  map[string]string{"Sec-Websocket-Version": "13"},
 		},
 		{
 			name:     "a missing key is refused with 400",
 			modify:   func(r *http.Request) { r.Header.Del("Sec-WebSocket-Key") },
 			status:   400,
-			sentinel: ErrKey,
+			sentinel: ErrHandshake,
 		},
 		{
 			name:     "a repeated key is refused with 400",
 			modify:   func(r *http.Request) { r.Header.Add("Sec-WebSocket-Key", testKey) },
 			status:   400,
-			sentinel: ErrKey,
+			sentinel: ErrHandshake,
 		},
 		{
 			name:     "an invalid key is refused with 400 and not echoed",
 			modify:   func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", marker+"==") },
 			status:   400,
-			sentinel: ErrKey,
+			sentinel: ErrHandshake,
 		},
 		{
 			name:     "a key decoding to 15 bytes is refused",
 			modify:   func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25j") },
 			status:   400,
-			sentinel: ErrKey,
+			sentinel: ErrHandshake,
 		},
 		{
 			name:     "a body announced by Content-Length is refused with 400",
 			modify:   func(r *http.Request) { r.ContentLength = 5 },
 			status:   400,
-			sentinel: ErrBody,
+			sentinel: ErrHandshake,
 		},
 		{
 			name:     "a chunked body is refused with 400",
 			modify:   func(r *http.Request) { r.ContentLength = -1; r.TransferEncoding = []string{"chunked"} },
 			status:   400,
-			sentinel: ErrBody,
+			sentinel: ErrHandshake,
 		},
 		{
 			name:     "HTTP/2 without RFC 8441 is refused with 400",
 			modify:   func(r *http.Request) { r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/2.0", 2, 0 },
 			status:   400,
-			sentinel: ErrHTTPVersion,
+			sentinel: ErrHandshake,
 		},
 		{
 			name:     "HTTP/1.0 is refused with 400",
 			modify:   func(r *http.Request) { r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.0", 1, 0 },
 			status:   400,
-			sentinel: ErrHTTPVersion,
+			sentinel: ErrHandshake,
 		},
 		{
 			name:   "a valid handshake upgrades",
@@ -196,8 +196,9 @@ func TestErrorsCarryTheirStatusAndSentinel(t *testing.T) {
 	var e *Error
 	require.ErrorAs(t, err, &e)
 	assert.Equal(t, 400, e.Status)
-	assert.ErrorIs(t, err, ErrVersion)
-	assert.NotErrorIs(t, err, ErrKey)
+	assert.ErrorIs(t, err, ErrHandshake)
+	assert.NotErrorIs(t, err, ErrOrigin)
+	assert.Equal(t, "exactly one Sec-WebSocket-Version required", e.Reason)
 	assert.True(t, strings.HasPrefix(err.Error(), "wsgate: "))
 }
 

@@ -13,13 +13,13 @@ import (
 	"github.com/gobwas/ws"
 )
 
-// DefaultInBandTimeout is how long a connection may wait for its in-band
+// defaultInBandTimeout is how long a connection may wait for its in-band
 // authentication message when InBandAuth.Timeout is 0.
-const DefaultInBandTimeout = 5 * time.Second
+const defaultInBandTimeout = 5 * time.Second
 
-// DefaultInBandMaxSize is the largest in-band authentication message, in
+// defaultInBandMaxSize is the largest in-band authentication message, in
 // bytes, when InBandAuth.MaxSize is 0.
-const DefaultInBandMaxSize = 4096
+const defaultInBandMaxSize = 4096
 
 // InBandAuth configures in-band (first-message) authentication, for clients
 // that can carry a credential in none of the handshake's ways. It applies to
@@ -48,23 +48,23 @@ const DefaultInBandMaxSize = 4096
 // Bytes the client sends after the authentication message are left for the
 // application to read.
 type InBandAuth struct {
-	// Parse reads the credential from the message. nil means ParseJSONAuth.
+	// Parse reads the credential from the message. nil means parseJSONAuth.
 	// Its error is never sent to the client; the Source it sets is replaced
 	// by SourceMessage.
 	Parse func(msg []byte) (Credential, error)
-	// Timeout bounds the wait for the message; 0 means DefaultInBandTimeout.
+	// Timeout bounds the wait for the message; 0 means defaultInBandTimeout.
 	// The Verifier then has Config.VerifyTimeout of its own.
 	Timeout time.Duration
 	// MaxSize is the largest message accepted, in bytes; 0 means
-	// DefaultInBandMaxSize.
+	// defaultInBandMaxSize.
 	MaxSize int
 }
 
-// ParseJSONAuth reads the in-band message {"type":"auth","token":"..."}, the
+// parseJSONAuth reads the in-band message {"type":"auth","token":"..."}, the
 // default of InBandAuth.Parse. Other fields are ignored. A message that is not
 // such a JSON object, has another type or an empty token yields an error
 // matching ErrMalformedCredential.
-func ParseJSONAuth(msg []byte) (Credential, error) {
+func parseJSONAuth(msg []byte) (Credential, error) {
 	var m struct {
 		Type  string `json:"type"`
 		Token string `json:"token"`
@@ -78,13 +78,13 @@ func ParseJSONAuth(msg []byte) (Credential, error) {
 // withDefaults returns a copy of a with its zero fields set.
 func (a InBandAuth) withDefaults() *InBandAuth {
 	if a.Parse == nil {
-		a.Parse = ParseJSONAuth
+		a.Parse = parseJSONAuth
 	}
 	if a.Timeout <= 0 {
-		a.Timeout = DefaultInBandTimeout
+		a.Timeout = defaultInBandTimeout
 	}
 	if a.MaxSize <= 0 {
-		a.MaxSize = DefaultInBandMaxSize
+		a.MaxSize = defaultInBandMaxSize
 	}
 	return &a
 }

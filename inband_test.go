@@ -169,11 +169,11 @@ func TestInBandDoesNotApplyToTheMiddleware(t *testing.T) {
 }
 
 func TestParseJSONAuth(t *testing.T) {
-	c, err := ParseJSONAuth([]byte(`{"type":"auth","token":"abc","extra":1}`))
+	c, err := parseJSONAuth([]byte(`{"type":"auth","token":"abc","extra":1}`))
 	require.NoError(t, err)
 	assertCredential(t, NewCredential(SourceMessage, "abc"), c)
 	for _, bad := range []string{``, `null`, `[]`, `{"type":"auth"}`, `{"type":"auth","token":""}`, `{"token":"abc"}`, `{"type":"Auth","token":"abc"}`, `{"type":"auth","token":1}`} {
-		_, err := ParseJSONAuth([]byte(bad))
+		_, err := parseJSONAuth([]byte(bad))
 		assert.ErrorIs(t, err, ErrMalformedCredential, bad)
 	}
 }

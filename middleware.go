@@ -40,7 +40,7 @@ type Config struct {
 
 	// VerifyTimeout bounds the Verifier's time per handshake, counted from
 	// its first look at its context (Deadline, Done or Err); 0 means
-	// DefaultVerifyTimeout. When the context ends at that deadline, the
+	// defaultVerifyTimeout. When the context ends at that deadline, the
 	// client is answered 503 (ErrVerifyTimeout).
 	VerifyTimeout time.Duration
 
@@ -173,7 +173,7 @@ func New[P any](verify Verifier[P], cfg Config) *Gate[P] {
 		}
 	}
 	if g.verifyTimeout <= 0 {
-		g.verifyTimeout = DefaultVerifyTimeout
+		g.verifyTimeout = defaultVerifyTimeout
 	}
 	realm := cfg.Realm
 	if realm == "" {

@@ -207,7 +207,7 @@ func TestCompositionAndErrorMapping(t *testing.T) {
 			name:     "the prefix form without an application protocol is refused with 400",
 			request:  newHandshake("/ws", "Sec-WebSocket-Protocol", KubernetesPrefix+b64url(secret)),
 			status:   400,
-			sentinel: ErrNoProtocol,
+			sentinel: ErrProtocols,
 		},
 		{
 			name:     "an undecodable prefix token is refused with 401 invalid_token",

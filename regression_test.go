@@ -119,5 +119,5 @@ func TestEmptyHostIsRefusedBeforeVerification(t *testing.T) {
 
 	r := newHandshake("/ws")
 	r.Host = ""
-	assert.ErrorIs(t, CheckHandshake(r), ErrHost)
+	assert.ErrorIs(t, CheckHandshake(r), ErrHandshake)
 }

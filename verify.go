@@ -74,8 +74,8 @@ func verifyError(ctx context.Context, err error, src Source) *Error {
 	return &c
 }
 
-// DefaultVerifyTimeout is the verification deadline when Config leaves it 0.
-const DefaultVerifyTimeout = 10 * time.Second
+// defaultVerifyTimeout is the verification deadline when Config leaves it 0.
+const defaultVerifyTimeout = 10 * time.Second
 
 // verifyContext is the context a verifier receives: its parent's values and
 // cancellation, the handshake request (see RequestFrom) and the verification
