@@ -267,6 +267,22 @@ func Cases() []Case {
 		Case{Name: "WsgateExtractors/1", Target: sub.Target, Header: sub.Header, Protocol: Protocol, Handler: GateHandler(NewGate(sub.Extractor))},
 		Case{Name: "WsgateExtractors/6", Target: sub.Target, Header: sub.Header, Protocol: Protocol, Handler: GateHandler(NewGate(all...))},
 	)
+	// The same handshake as Firefox sends it: Connection with keep-alive,
+	// an Origin, an extension offer, and a list without spaces.
+	firefox := []string{"Connection", "keep-alive, Upgrade", "Origin", "http://" + Host,
+		"Sec-WebSocket-Extensions", "permessage-deflate", "Sec-WebSocket-Protocol", Protocol + "," + wsgate.DefaultMarker + "," + Token}
+	for _, c := range []struct {
+		name string
+		h    http.Handler
+	}{
+		{"Validate101", http.HandlerFunc(Validate101)},
+		{"GobwasProtocol", http.HandlerFunc(GobwasProtocol)},
+		{"Gorilla", http.HandlerFunc(Gorilla)},
+		{"Coder", http.HandlerFunc(Coder)},
+		{"WsgateHandler", GateHandler(NewGate(sub.Extractor))},
+	} {
+		cs = append(cs, Case{Name: "Firefox/" + c.name, Target: "/ws", Header: firefox, Protocol: Protocol, Handler: c.h})
+	}
 	return cs
 }
 
@@ -308,6 +324,10 @@ func NewRequest(c Case, host string) *Request {
 		"Sec-Websocket-Key":     {Key},
 	}
 	for i := 0; i+1 < len(c.Header); i += 2 {
+		if c.Header[i] == "Connection" {
+			r.Header.Set(c.Header[i], c.Header[i+1])
+			continue
+		}
 		r.Header.Add(c.Header[i], c.Header[i+1])
 	}
 	q := &Request{R: r, uri: r.RequestURI, rawQuery: r.URL.RawQuery}
