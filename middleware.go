@@ -115,6 +115,7 @@ type Gate[P any] struct {
 	basic         bool // answer a missing credential with a Basic challenge
 	verifyTimeout time.Duration
 	closeFrames   bool
+	staticToken   bool        // verify is a StaticToken: it needs no context
 	inband        *InBandAuth // nil: no in-band authentication
 	compression   bool
 	challenges    *challenges
@@ -149,6 +150,7 @@ func New[P any](verify Verifier[P], cfg Config) *Gate[P] {
 		onHandshake:   cfg.OnHandshake,
 		closeFrames:   cfg.RefuseWithCloseFrame,
 		compression:   cfg.Compression,
+		staticToken:   isStaticToken(verify),
 	}
 	if cfg.InBand != nil {
 		g.inband = cfg.InBand.withDefaults()

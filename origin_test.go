@@ -940,3 +940,34 @@ func TestNewPanicsOnMalformedAllowedOrigins(t *testing.T) {
 		})
 	}
 }
+
+func TestSameOriginFastPathAgreesWithThePolicy(t *testing.T) {
+	var p OriginPolicy
+	for _, tc := range []struct {
+		host, origin string
+		tls          bool
+	}{
+		{"127.0.0.1:8080", "http://127.0.0.1:8080", false},
+		{"Example.COM", "http://example.com", false},
+		{"example.com", "https://example.com", true},
+		{"example.com", "https://example.com", false},
+		{"example.com:80", "http://example.com:80", false},
+		{"example.com", "http://example.com:80", false},
+		{"[::1]:9", "http://[::1]:9", false},
+		{"example.com", "http://example.com.", false},
+		{"example.com", "http://evil.example", false},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/ws", nil)
+		r.Host = tc.host
+		if tc.tls {
+			r.TLS = &tls.ConnectionState{}
+		}
+		if p.sameOriginFast(r, tc.origin) {
+			assert.Nil(t, p.check(r, []string{tc.origin}), "%s at %s: the fast path allowed what the policy refuses", tc.origin, tc.host)
+		}
+	}
+	r := httptest.NewRequest(http.MethodGet, "/ws", nil)
+	r.Host = "127.0.0.1:8080"
+	assert.True(t, p.sameOriginFast(r, "http://127.0.0.1:8080"))
+	assert.False(t, (&OriginPolicy{TrustForwardedHeaders: true}).sameOriginFast(r, "http://127.0.0.1:8080"))
+}

@@ -90,11 +90,15 @@ func (g *Gate[P]) authenticate(r *http.Request) (Auth[P], *Error) {
 // decide is authenticate past the handshake checks.
 func (g *Gate[P]) decide(r *http.Request, o *offered, a *Auth[P]) *Error {
 	h := r.Header
-	// The origin policy.
+	// The origin policy. Sec-Fetch-Site is an extra signal for requests
+	// that are not plainly from the server's own origin.
 	originLines := h[hOrigin]
-	originErr := g.origin.check(r, originLines)
-	if originErr == nil {
-		originErr = g.origin.checkFetchSite(r)
+	var originErr *Error
+	if len(originLines) != 1 || !g.origin.sameOriginFast(r, originLines[0]) {
+		originErr = g.origin.check(r, originLines)
+		if originErr == nil {
+			originErr = g.origin.checkFetchSite(r)
+		}
 	}
 	if originErr != nil && !g.origin.InsecureSkipOriginCheck {
 		return originErr
@@ -263,6 +267,14 @@ func (g *Gate[P]) stripQueries(r *http.Request, o *offered) {
 // verifyCredential runs the Verifier on cred under the verification
 // deadline, and returns the principal and the expiry it set.
 func (g *Gate[P]) verifyCredential(r *http.Request, cred Credential) (P, time.Time, *Error) {
+	if g.staticToken {
+		// A static token needs no deadline, no request and no expiry.
+		p, err := g.verify(r.Context(), cred)
+		if err != nil {
+			return p, time.Time{}, verifyError(r.Context(), err, cred.Source)
+		}
+		return p, time.Time{}, nil
+	}
 	vctx := newVerifyContext(r, g.verifyTimeout) // carries r for RequestFrom
 	p, err := g.verify(vctx, cred)
 	if err != nil {

@@ -22,3 +22,19 @@ func TestRequestFromGivesVerifiersTheHandshake(t *testing.T) {
 	require.Same(t, r, seen)
 	assert.Equal(t, "room=1", seen.URL.RawQuery, "the credential is gone before the verifier looks")
 }
+
+func TestOnlyStaticTokensSkipTheVerificationContext(t *testing.T) {
+	assert.True(t, isStaticToken(StaticToken("a", user{"alice"})))
+	assert.True(t, isStaticToken(StaticToken("b", user{"bob"})))
+	assert.False(t, isStaticToken(func(context.Context, Credential) (user, error) { return user{}, nil }))
+	var sawDeadline, sawRequest bool
+	g := New(func(ctx context.Context, c Credential) (user, error) {
+		_, sawDeadline = ctx.Deadline()
+		sawRequest = RequestFrom(ctx) != nil
+		return user{"alice"}, nil
+	}, Config{})
+	_, err := g.Authenticate(newHandshake("/ws", "Authorization", "Bearer x"))
+	require.NoError(t, err)
+	assert.True(t, sawDeadline, "any other verifier gets the verification deadline")
+	assert.True(t, sawRequest, "and the request")
+}
