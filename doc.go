@@ -1,23 +1,22 @@
 // Package wsgate authenticates WebSocket opening handshakes on net/http
-// servers and then completes the upgrade with github.com/gobwas/ws.
+// servers and then completes the upgrade itself, handing over a connection
+// ready for github.com/gobwas/ws's framing.
 //
 // A browser's WebSocket constructor cannot set an Authorization header, so a
 // browser proves who it is with what it can carry: a Sec-WebSocket-Protocol
 // entry, URL userinfo (sent as Authorization: Basic after a challenge), a
-// cookie, or a query parameter. Each of these has an Extractor. A Gate runs
-// the RFC 6455 checks, the origin policy, the extractors and a Verifier, in
-// that order, and answers every refusal with an HTTP error before anything is
-// hijacked, or, with RefuseCloseFrame, with a close frame a browser page can
-// read. InBandAuth authenticates the first message instead, and SetExpiry
-// lets a Verifier end a connection when its credential expires.
+// cookie, or a query parameter. Each of these has an Extractor, and an
+// application can add its own. A Gate runs one pipeline for every handshake:
+// the RFC 6455 checks, the origin policy, the extractors and the rules that
+// combine ambient and explicit credentials, a Verifier, and then either a
+// refusal (an HTTP error, or with Config.RefuseWithCloseFrame a close frame
+// a browser page can read) or the 101, which the gate writes itself.
+// InBandAuth authenticates the first message instead, and SetExpiry lets a
+// Verifier end a connection when its credential expires.
 //
-// A Gate is used either as middleware (Gate.Middleware), which puts the
-// verified principal in the request context and leaves the upgrade to the
-// wrapped handler (see Upgrade), or as a handler (Gate.Handler), which
-// upgrades and hands the connection and principal to a callback.
-//
-// The pieces work alone too: CheckHandshake validates a request,
-// AppendAcceptKey computes Sec-WebSocket-Accept, OriginPolicy.Check applies
-// the origin policy, Extractor.Extract finds a credential, and Upgrade
-// switches protocols.
+// Every entry point runs that pipeline and answers alike: Gate.Handler
+// upgrades and hands the Session to a callback; Gate.Middleware puts the
+// outcome in the request context (AuthFrom) for a handler that calls
+// Upgrade; and frameworks call Gate.Authenticate, then Gate.Refuse or
+// Gate.Accept. One-time tickets are in the subpackage ticket.
 package wsgate

@@ -19,7 +19,7 @@ var (
 	errConnectProtocol = handshakeRefusal(http.StatusBadRequest, "WebSocket over HTTP/2 requires extended CONNECT with :protocol websocket", noHeader)
 	// Over HTTP/2 a wrong version is a 400: a 426 must carry Upgrade, which
 	// HTTP/2 forbids.
-	errVersionH2 = handshakeRefusal(http.StatusBadRequest, "Sec-WebSocket-Version 13 required", noHeader)
+	errVersionH2 = handshakeRefusal(http.StatusBadRequest, "Sec-WebSocket-Version 13 required", versionHeader)
 )
 
 // checkConnect is checkHandshake for HTTP/2: RFC 8441 section 5 replaces

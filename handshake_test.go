@@ -243,3 +243,11 @@ func TestWriteErrorAnswersBareSentinelsLikeTheGate(t *testing.T) {
 		})
 	}
 }
+
+func TestEveryVersionRefusalNamesVersion13(t *testing.T) {
+	for _, e := range []*Error{errVersion, errVersionMissing, errVersionH2} {
+		w := httptest.NewRecorder()
+		writeError(w, e, defaultChallenge, false, false)
+		assert.Equal(t, "13", w.Header().Get("Sec-WebSocket-Version"), e.Reason)
+	}
+}
