@@ -2,8 +2,6 @@ package wsgate
 
 import (
 	"errors"
-	"io"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -29,12 +27,12 @@ const (
 	// still answered with an HTTP error, as is a failure to upgrade: those
 	// are not safe or not possible to upgrade.
 	//
-	// The refused connection runs no application code and no frame the
+	// The refused connection runs no application code and no message the
 	// client sends is interpreted: the gate writes the close frame (bounded
-	// by CloseWriteTimeout), ends its side of the stream, discards what the
-	// client still sends until the client ends its side (at most a second
-	// and 1 MiB, so that the client reads the close frame rather than a TCP
-	// reset) and closes the connection.
+	// by CloseWriteTimeout), then waits for the client's close frame,
+	// skipping whatever comes before it (at most a second and 1 MiB), and
+	// only then closes the connection, over HTTP/1.1 and HTTP/2 alike. A
+	// browser reports such a close with wasClean true.
 	RefuseCloseFrame
 )
 
@@ -109,59 +107,6 @@ func closeReason(reason string) string {
 	return reason[:n]
 }
 
-// writeClose sends a close frame with code and reason, within
-// CloseWriteTimeout, and reports the write error.
-func writeClose(conn net.Conn, code ws.StatusCode, reason string) error {
-	_ = conn.SetWriteDeadline(time.Now().Add(CloseWriteTimeout))
-	return ws.WriteFrame(conn, ws.NewCloseFrame(ws.NewCloseFrameBody(code, closeReason(reason))))
-}
-
-// closeWith sends a close frame and closes conn. It half-closes a TCP
-// connection first, so the client reads the frame and then an orderly end of
-// stream rather than a reset.
-func closeWith(conn net.Conn, code ws.StatusCode, reason string) {
-	if writeClose(conn, code, reason) == nil {
-		closeWrite(conn)
-	}
-	conn.Close()
-}
-
-// closeWrite half-closes conn when it can (TCP, TLS) and reports whether it
-// did.
-func closeWrite(conn net.Conn) bool {
-	cw, ok := unwrapConn(conn).(interface{ CloseWrite() error })
-	return ok && cw.CloseWrite() == nil
-}
-
-// refuseWith is closeWith for a connection the gate refuses before any
-// application code has it: after the half-close it reads and discards what
-// the client still sends (the rest of a message, its own close frame) until
-// the client's end of stream, for at most closeLinger and maxLingerBytes.
-// Closing a TCP socket with unread bytes makes the kernel answer with a
-// reset, and a browser that sees the reset reports 1006 instead of the
-// close frame. Nothing read here is interpreted.
-func refuseWith(conn net.Conn, code ws.StatusCode, reason string) {
-	if writeClose(conn, code, reason) == nil && closeWrite(conn) {
-		_ = conn.SetReadDeadline(time.Now().Add(closeLinger))
-		_, _ = io.CopyN(io.Discard, conn, maxLingerBytes)
-	}
-	conn.Close()
-}
-
-// closeLinger and maxLingerBytes bound refuseWith's wait for the client's
-// end of stream.
-const (
-	closeLinger    = time.Second
-	maxLingerBytes = 1 << 20
-)
-
-func unwrapConn(c net.Conn) net.Conn {
-	if b, ok := c.(*bufferedConn); ok {
-		return b.Conn
-	}
-	return c
-}
-
 // refuse answers a refused handshake as the gate's RefusalMode says, and
 // returns the code of the close frame it sent, or 0 for an HTTP answer.
 func (g *Gate[P]) refuse(w http.ResponseWriter, r *http.Request, err *Error) ws.StatusCode {
@@ -176,7 +121,7 @@ func (g *Gate[P]) refuse(w http.ResponseWriter, r *http.Request, err *Error) ws.
 	if uerr != nil {
 		return 0
 	}
-	refuseWith(conn, code, reason)
+	closeHandshake(conn, code, reason, 0)
 	return code
 }
 

@@ -38,8 +38,8 @@ const DefaultInBandMaxSize = 4096
 //
 //   - no message within Timeout: CloseAuthTimeout (4408);
 //   - a message larger than MaxSize: CloseMessageTooBig (1009); its payload
-//     is never kept (what follows is discarded while the gate waits, briefly,
-//     for the client to end the stream, as for RefuseCloseFrame);
+//     is never kept (it is skipped while the gate waits, briefly, for the
+//     client's close frame, as for RefuseCloseFrame);
 //   - a first frame that is not a whole data message: CloseUnauthorized (4401);
 //   - Parse fails: CloseUnauthorized, reason "malformed credential";
 //   - the Verifier refuses: as CloseCodeFor maps the refusal (4401, 4403, 1011).
@@ -104,10 +104,10 @@ func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time
 		return
 	}
 	defer conn.Close()
-	msg, code, reason := readAuthMessage(conn, g.inband)
+	msg, code, reason, skip := readAuthMessage(conn, g.inband)
 	if msg == nil {
 		if code != 0 {
-			refuseWith(conn, code, reason)
+			closeHandshake(conn, code, reason, skip)
 		}
 		if g.observed() {
 			g.observe(r, start, http.StatusUnauthorized, SourceMessage, inBandFailure(code, reason), code)
@@ -116,7 +116,7 @@ func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time
 	}
 	cred, perr := g.inband.Parse(msg)
 	if perr != nil {
-		refuseWith(conn, CloseUnauthorized, errMalformed401.Reason)
+		closeHandshake(conn, CloseUnauthorized, errMalformed401.Reason, 0)
 		if g.observed() {
 			g.observe(r, start, http.StatusUnauthorized, SourceMessage, errMalformed401.withSource(SourceMessage), CloseUnauthorized)
 		}
@@ -128,7 +128,7 @@ func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time
 	a.Principal, a.Expires, verr = g.verifyCredential(r, cred)
 	if verr != nil {
 		code, reason, _ := CloseCodeFor(verr)
-		refuseWith(conn, code, reason)
+		closeHandshake(conn, code, reason, 0)
 		if g.observed() {
 			g.observe(r, start, verr.Status, SourceMessage, verr, code)
 		}
@@ -141,34 +141,35 @@ func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time
 }
 
 // readAuthMessage reads the first message of conn under the limits of a. On
-// failure msg is nil and code says which close frame to send (0 for none:
-// the client went away).
-func readAuthMessage(conn net.Conn, a *InBandAuth) (msg []byte, code ws.StatusCode, reason string) {
+// failure msg is nil, code says which close frame to send (0 for none: the
+// client went away) and skip how much of the refused frame's payload is
+// still unread (see closeHandshake).
+func readAuthMessage(conn net.Conn, a *InBandAuth) (msg []byte, code ws.StatusCode, reason string, skip int64) {
 	_ = conn.SetReadDeadline(time.Now().Add(a.Timeout))
 	h, err := ws.ReadHeader(conn)
 	if err != nil {
 		code, reason = readFailure(err)
-		return nil, code, reason
+		return nil, code, reason, 0
 	}
 	if ws.CheckHeader(h, ws.StateServerSide) != nil {
-		return nil, ws.StatusProtocolError, "protocol error"
+		return nil, ws.StatusProtocolError, "protocol error", unknownFraming
 	}
 	if !h.Fin || (h.OpCode != ws.OpText && h.OpCode != ws.OpBinary) {
-		return nil, CloseUnauthorized, errNotAuthMessage.Reason
+		return nil, CloseUnauthorized, errNotAuthMessage.Reason, h.Length
 	}
 	// The length is checked before anything of the payload is read or
 	// allocated.
 	if h.Length > int64(a.MaxSize) {
-		return nil, CloseMessageTooBig, "authentication message too big"
+		return nil, CloseMessageTooBig, "authentication message too big", h.Length
 	}
 	msg = make([]byte, h.Length)
 	if _, err := io.ReadFull(conn, msg); err != nil {
 		code, reason = readFailure(err)
-		return nil, code, reason
+		return nil, code, reason, unknownFraming
 	}
 	ws.Cipher(msg, h.Mask, 0)
 	_ = conn.SetReadDeadline(time.Time{})
-	return msg, 0, ""
+	return msg, 0, "", 0
 }
 
 // inBandFailure is the refusal OnHandshake and the logger get for a first
