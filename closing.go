@@ -79,8 +79,14 @@ func awaitClose(conn net.Conn, deadline time.Time, skip int64) bool {
 }
 
 // writeClose sends a close frame with code and reason, within
-// CloseWriteTimeout, and reports the write error.
+// CloseWriteTimeout, and reports the write error. The deadline is lifted
+// after the write: over HTTP/2 an expired write deadline resets the stream,
+// which would destroy the close frame while the gate waits for the reply.
 func writeClose(conn net.Conn, code ws.StatusCode, reason string) error {
 	_ = conn.SetWriteDeadline(time.Now().Add(CloseWriteTimeout))
-	return ws.WriteFrame(conn, ws.NewCloseFrame(ws.NewCloseFrameBody(code, closeReason(reason))))
+	err := ws.WriteFrame(conn, ws.NewCloseFrame(ws.NewCloseFrameBody(code, closeReason(reason))))
+	if err == nil {
+		_ = conn.SetWriteDeadline(time.Time{})
+	}
+	return err
 }
