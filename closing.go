@@ -35,12 +35,16 @@ const (
 // client ends the stream or a bound is reached.
 const unknownFraming = -1
 
+// closeSent is the skip of closeHandshake for a connection whose closing
+// handshake is already done: only the connection is left to close.
+const closeSent = -2
+
 // closeHandshake sends a close frame with code and reason (within
 // CloseWriteTimeout), waits for the client's close frame (see awaitClose)
 // and closes conn. skip is how many payload bytes of a frame whose header
-// was already read are still to come, or unknownFraming.
+// was already read are still to come, unknownFraming, or closeSent.
 func closeHandshake(conn net.Conn, code ws.StatusCode, reason string, skip int64) {
-	if writeClose(conn, code, reason) == nil {
+	if skip != closeSent && writeClose(conn, code, reason) == nil {
 		awaitClose(conn, time.Now().Add(closeLinger), skip)
 	}
 	conn.Close()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -143,13 +144,25 @@ func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time
 // readAuthMessage reads the first message of conn under the limits of a. On
 // failure msg is nil, code says which close frame to send (0 for none: the
 // client went away) and skip how much of the refused frame's payload is
-// still unread (see closeHandshake).
+// still unread (see closeHandshake), or closeSent when the closing handshake
+// is already done.
+//
+// The wait for the message is a timer, not a read deadline: over HTTP/2 an
+// expired read deadline ends the stream's read side for good, and the gate
+// could then no longer read the client's reply to its 4408. When the timer
+// fires it sends the close frame and gives the read a deadline closeLinger
+// later; the read then returns the client's close frame.
 func readAuthMessage(conn net.Conn, a *InBandAuth) (msg []byte, code ws.StatusCode, reason string, skip int64) {
-	_ = conn.SetReadDeadline(time.Now().Add(a.Timeout))
+	start := time.Now()
+	_ = conn.SetReadDeadline(time.Time{})
+	at := startAuthTimer(conn, a.Timeout)
 	h, err := ws.ReadHeader(conn)
+	if at.finish() {
+		at.drain(conn, h, err)
+		return nil, CloseAuthTimeout, authTimedOut, closeSent
+	}
 	if err != nil {
-		code, reason = readFailure(err)
-		return nil, code, reason, 0
+		return nil, 0, "", 0
 	}
 	if ws.CheckHeader(h, ws.StateServerSide) != nil {
 		return nil, ws.StatusProtocolError, "protocol error", unknownFraming
@@ -162,6 +175,8 @@ func readAuthMessage(conn net.Conn, a *InBandAuth) (msg []byte, code ws.StatusCo
 	if h.Length > int64(a.MaxSize) {
 		return nil, CloseMessageTooBig, "authentication message too big", h.Length
 	}
+	// The payload must arrive within what is left of the timeout.
+	_ = conn.SetReadDeadline(start.Add(a.Timeout))
 	msg = make([]byte, h.Length)
 	if _, err := io.ReadFull(conn, msg); err != nil {
 		code, reason = readFailure(err)
@@ -170,6 +185,60 @@ func readAuthMessage(conn net.Conn, a *InBandAuth) (msg []byte, code ws.StatusCo
 	ws.Cipher(msg, h.Mask, 0)
 	_ = conn.SetReadDeadline(time.Time{})
 	return msg, 0, "", 0
+}
+
+const authTimedOut = "authentication timed out"
+
+// authTimer sends CloseAuthTimeout when no frame header arrived in time.
+type authTimer struct {
+	mu       sync.Mutex
+	t        *time.Timer
+	done     bool
+	fired    bool
+	deadline time.Time // of the wait for the client's close, once fired
+}
+
+func startAuthTimer(conn net.Conn, d time.Duration) *authTimer {
+	at := &authTimer{}
+	at.mu.Lock()
+	defer at.mu.Unlock()
+	at.t = time.AfterFunc(d, func() {
+		at.mu.Lock()
+		defer at.mu.Unlock()
+		if at.done {
+			return
+		}
+		at.fired = true
+		at.deadline = time.Now().Add(closeLinger)
+		if writeClose(conn, CloseAuthTimeout, authTimedOut) != nil {
+			at.deadline = time.Now()
+		}
+		_ = conn.SetReadDeadline(at.deadline)
+	})
+	return at
+}
+
+// finish stops the timer, waiting for its close frame if it is being
+// written, and reports whether it fired.
+func (at *authTimer) finish() bool {
+	at.mu.Lock()
+	defer at.mu.Unlock()
+	at.done = true
+	at.t.Stop()
+	return at.fired
+}
+
+// drain completes the closing handshake after the timer fired, given what
+// the pending read returned: the client's close frame, or a frame that
+// crossed the close frame, or an error.
+func (at *authTimer) drain(conn net.Conn, h ws.Header, err error) {
+	switch {
+	case err != nil:
+	case h.OpCode == ws.OpClose:
+		_, _ = io.CopyN(io.Discard, conn, h.Length)
+	default:
+		awaitClose(conn, at.deadline, h.Length)
+	}
 }
 
 // inBandFailure is the refusal OnHandshake and the logger get for a first
@@ -188,7 +257,7 @@ func inBandFailure(code ws.StatusCode, reason string) *Error {
 
 func readFailure(err error) (ws.StatusCode, string) {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return CloseAuthTimeout, "authentication timed out"
+		return CloseAuthTimeout, authTimedOut
 	}
 	return 0, ""
 }
