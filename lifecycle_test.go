@@ -140,6 +140,7 @@ func gateClosers() []struct {
 } {
 	refusing := New(refusingVerifier, Config{Extractors: []Extractor{Bearer()}, Refusal: RefuseCloseFrame})
 	inband := New(refusingVerifier, Config{Extractors: []Extractor{Bearer()}, InBand: &InBandAuth{Timeout: 5 * time.Second}})
+	impatient := New(refusingVerifier, Config{Extractors: []Extractor{Bearer()}, InBand: &InBandAuth{Timeout: 100 * time.Millisecond}})
 	expiring := New(expiringVerifier(100*time.Millisecond), Config{})
 	waitCtx := func(ctx context.Context, s Session[user]) {
 		select {
@@ -168,6 +169,12 @@ func gateClosers() []struct {
 			after:   clientFrame(`{"type":"auth","token":"wrong"}`),
 			code:    CloseUnauthorized,
 			reason:  "invalid credential",
+		},
+		{
+			name:    "an in-band timeout",
+			handler: impatient.Handler(waitCtx),
+			code:    CloseAuthTimeout,
+			reason:  "authentication timed out",
 		},
 		{
 			name:    "an expired credential",
