@@ -1,8 +1,6 @@
 package wsgate
 
 import (
-	"io"
-	"net"
 	"time"
 	"unicode/utf8"
 
@@ -47,57 +45,4 @@ func closeReason(reason string) string {
 		n--
 	}
 	return reason[:n]
-}
-
-// writeClose sends a close frame with code and reason, within
-// closeWriteTimeout, and reports the write error.
-func writeClose(conn net.Conn, code ws.StatusCode, reason string) error {
-	_ = conn.SetWriteDeadline(time.Now().Add(closeWriteTimeout))
-	return ws.WriteFrame(conn, ws.NewCloseFrame(ws.NewCloseFrameBody(code, closeReason(reason))))
-}
-
-// closeWith sends a close frame and closes conn. It half-closes a TCP
-// connection first, so the client reads the frame and then an orderly end of
-// stream rather than a reset.
-func closeWith(conn net.Conn, code ws.StatusCode, reason string) {
-	if writeClose(conn, code, reason) == nil {
-		closeWrite(conn)
-	}
-	conn.Close()
-}
-
-// closeWrite half-closes conn when it can (TCP, TLS) and reports whether it
-// did.
-func closeWrite(conn net.Conn) bool {
-	cw, ok := unwrapConn(conn).(interface{ CloseWrite() error })
-	return ok && cw.CloseWrite() == nil
-}
-
-// refuseWith is closeWith for a connection the gate refuses before any
-// application code has it: after the half-close it reads and discards what
-// the client still sends (the rest of a message, its own close frame) until
-// the client's end of stream, for at most closeLinger and maxLingerBytes.
-// Closing a TCP socket with unread bytes makes the kernel answer with a
-// reset, and a browser that sees the reset reports 1006 instead of the
-// close frame. Nothing read here is interpreted.
-func refuseWith(conn net.Conn, code ws.StatusCode, reason string) {
-	if writeClose(conn, code, reason) == nil && closeWrite(conn) {
-		_ = conn.SetReadDeadline(time.Now().Add(closeLinger))
-		_, _ = io.CopyN(io.Discard, conn, maxLingerBytes)
-	}
-	conn.Close()
-}
-
-// closeLinger and maxLingerBytes bound refuseWith's wait for the client's
-// end of stream.
-const (
-	closeLinger    = time.Second
-	maxLingerBytes = 1 << 20
-)
-
-func unwrapConn(c net.Conn) net.Conn {
-	if b, ok := c.(*bufferedConn); ok {
-		return b.Conn
-	}
-	return c
 }

@@ -338,7 +338,7 @@ func TestRefusalDrainsWhatTheClientSent(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		refuseWith(server, ws.StatusMessageTooBig, "authentication message too big")
+		closeHandshake(server, ws.StatusMessageTooBig, "authentication message too big", 0)
 	}()
 
 	require.NoError(t, client.SetDeadline(time.Now().Add(5*time.Second)))
@@ -353,7 +353,7 @@ func TestRefusalDrainsWhatTheClientSent(t *testing.T) {
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
-		t.Fatal("refuseWith did not return after the client ended its stream")
+		t.Fatal("closeHandshake did not return after the client's close frame")
 	}
 	var b strings.Builder
 	require.NoError(t, ws.WriteFrame(&b, reply))
@@ -367,11 +367,11 @@ func TestRefusalDrainIsBounded(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		refuseWith(server, CloseUnauthorized, "invalid credential")
+		closeHandshake(server, CloseUnauthorized, "invalid credential", 0)
 	}()
 	select {
 	case <-done:
 	case <-time.After(closeLinger + 5*time.Second):
-		t.Fatal("refuseWith waited past closeLinger for a silent client")
+		t.Fatal("closeHandshake waited past closeLinger for a silent client")
 	}
 }

@@ -19,11 +19,14 @@ var ErrCredentialExpired = errors.New("wsgate: credential expired")
 //
 // In Gate.Handler, the session's context is then cancelled at t (with cause
 // ErrCredentialExpired) and the gate sends a close frame CloseUnauthorized
-// (4401) with reason "credential expired" and closes the connection, unless
-// the application moved the expiry with Session.Renew first. A t already past
+// (4401) with reason "credential expired", waits for the callback to return
+// and for the client's close frame, and closes the connection (within three
+// seconds of t, whatever the callback does), unless the application moved
+// the expiry with Session.Renew first. A t already past
 // closes the connection right after the upgrade. Upgrade behind
 // Gate.Middleware and Gate.Accept enforce it the same way on the connection
-// they return, without a context to cancel. Auth.Expires reports t.
+// they return, without a context to cancel (closing the connection ends the
+// session). Auth.Expires reports t.
 func SetExpiry(ctx context.Context, t time.Time) bool {
 	c, ok := ctx.Value(verifyContextKey{}).(*verifyContext)
 	if !ok {
@@ -41,11 +44,20 @@ func SetExpiry(ctx context.Context, t time.Time) bool {
 type verifyContextKey struct{}
 
 // expiry enforces a session's credential expiry.
+//
+// At the expiry the gate cancels the session's context, takes the write
+// lock (see lockWriter), sends CloseUnauthorized "credential expired" and
+// keeps the lock, so the application writes nothing after the close frame.
+// It then waits for the application to return from the session callback
+// (which it should do once the context is cancelled) and for the client's
+// close frame, and closes the connection. Whatever the application does,
+// the connection is closed at most 2*expiryLockWait + closeWriteTimeout +
+// closeLinger after the expiry (three seconds).
 type expiry struct {
 	conn   net.Conn
 	cancel context.CancelCauseFunc
-	// wmu is the lock Session.WriteLock returns; the gate holds it while it
-	// writes the expiry's close frame.
+	// wmu is the lock Session.WriteLock returns; the gate holds it from the
+	// expiry's close frame until the connection is closed.
 	wmu sync.Mutex
 
 	mu    sync.Mutex
@@ -53,15 +65,25 @@ type expiry struct {
 	timer *time.Timer
 	done  bool // expired, or the session has ended
 	fired bool
+	// ended is closed by stop, when the session callback has returned: from
+	// then on the gate alone reads the connection.
+	ended chan struct{}
 	// closed is closed once the expiry's close frame is written and the
 	// connection closed, so the session ends only after that.
 	closed chan struct{}
 }
 
+// expiryLockWait bounds the gate's wait for the write lock at the expiry.
+// An application write that holds the lock longer (typically blocked by a
+// client that stopped reading) is cut short with an immediate write
+// deadline; then the connection cannot carry the close frame (the cut write
+// may have sent half a frame) and is closed without one.
+const expiryLockWait = 500 * time.Millisecond
+
 // startExpiry returns the session context that ends at at, and its expiry.
 func startExpiry(parent context.Context, conn net.Conn, at time.Time) (context.Context, *expiry) {
 	ctx, cancel := context.WithCancelCause(parent)
-	e := &expiry{conn: conn, cancel: cancel, at: at, closed: make(chan struct{})}
+	e := &expiry{conn: conn, cancel: cancel, at: at, ended: make(chan struct{}), closed: make(chan struct{})}
 	e.mu.Lock()
 	e.timer = time.AfterFunc(time.Until(at), e.fire)
 	e.mu.Unlock()
@@ -84,9 +106,53 @@ func (e *expiry) fire() {
 	e.mu.Unlock()
 	defer close(e.closed)
 	e.cancel(ErrCredentialExpired)
-	e.wmu.Lock()
-	defer e.wmu.Unlock()
-	closeWith(e.conn, CloseUnauthorized, "credential expired")
+	locked, writable := e.lockWriter()
+	if locked {
+		defer e.wmu.Unlock()
+	}
+	if !writable || writeClose(e.conn, CloseUnauthorized, "credential expired") != nil {
+		e.conn.Close()
+		return
+	}
+	// The application may still be reading: two readers would split the
+	// stream between them, so the gate reads the client's close frame only
+	// once the callback has returned. If the application consumed the close
+	// frame itself, the wait ends at the linger.
+	linger := time.NewTimer(closeLinger)
+	defer linger.Stop()
+	deadline := time.Now().Add(closeLinger)
+	select {
+	case <-e.ended:
+		awaitClose(e.conn, deadline, 0)
+	case <-linger.C:
+	}
+	e.conn.Close()
+}
+
+// lockWriter takes wmu within 2*expiryLockWait, cutting a writer that
+// still holds it after expiryLockWait short. It reports whether it took
+// the lock, and whether the connection can still carry a close frame: not
+// when a writer had to be cut short to free the lock. Its wait is a polling
+// loop bounded in time, so no goroutine is left behind waiting for a lock an
+// application may never release.
+func (e *expiry) lockWriter() (locked, writable bool) {
+	if e.wmu.TryLock() {
+		return true, true
+	}
+	const step = 10 * time.Millisecond
+	start := time.Now()
+	kicked := false
+	for time.Since(start) < 2*expiryLockWait {
+		time.Sleep(step)
+		if e.wmu.TryLock() {
+			return true, !kicked
+		}
+		if !kicked && time.Since(start) >= expiryLockWait {
+			_ = e.conn.SetWriteDeadline(time.Now())
+			kicked = true
+		}
+	}
+	return false, false
 }
 
 // renew moves the expiry to t; see Session.Renew.
@@ -105,8 +171,9 @@ func (e *expiry) renew(t time.Time) bool {
 	return true
 }
 
-// stop ends the expiry when the session ends, after the expiry's close
-// frame if it is being written.
+// stop ends the expiry when the session callback has returned, after the
+// expiry's closing handshake if it is under way (a bounded wait, see
+// expiry).
 func (e *expiry) stop() {
 	e.mu.Lock()
 	e.done = true
@@ -114,6 +181,7 @@ func (e *expiry) stop() {
 	fired := e.fired
 	e.mu.Unlock()
 	e.cancel(context.Canceled)
+	close(e.ended)
 	if fired {
 		<-e.closed
 	}
@@ -132,13 +200,17 @@ func (s Session[P]) Renew(t time.Time) bool {
 	return s.exp.renew(t)
 }
 
-// WriteLock returns the lock the gate holds while it writes the close frame
-// of an expired credential, from a goroutine of its own. While the session
-// has an expiry, the application must hold it around each whole frame it
-// writes to Conn (not around reads, and never while waiting for the
-// context), or the close frame may land in the middle of one of its frames.
-// When the session has no expiry the gate never writes and WriteLock
-// returns a Locker that does nothing.
+// WriteLock returns the lock the gate takes, from a goroutine of its own,
+// to write the close frame of an expired credential; it then keeps it until
+// the connection is closed, so nothing follows the close frame. While the
+// session has an expiry, the application must hold it around each whole
+// frame it writes to Conn (not around reads, and never while waiting for
+// the context), or the close frame may land in the middle of one of its
+// frames. A write that still holds it half a second after the expiry (a
+// client that stopped reading) is cut short with a write deadline, and the
+// connection is then closed without a close frame. When the session has no
+// expiry the gate never writes and WriteLock returns a Locker that does
+// nothing.
 func (s Session[P]) WriteLock() sync.Locker {
 	if s.exp == nil {
 		return nopLocker{}

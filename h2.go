@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -74,11 +73,15 @@ func upgradeH2(w http.ResponseWriter, r *http.Request, protocol, ext string) (ne
 // request body, writes go to the response and are flushed at once.
 //
 // The stream lives only as long as the handler that received it: when the
-// handler returns, net/http ends the stream. Writes after Close fail with
-// net.ErrClosed instead of reaching a finished ResponseWriter. An expired
-// read deadline ends the stream's read side for good, and an expired write
-// deadline resets the stream (net/http's behaviour for HTTP/2), so unlike a
-// TCP connection the stream cannot be used after a timeout.
+// handler returns, net/http ends the stream, and its ResponseWriter must not
+// be touched again (it panics, or races with the server's cleanup). So Close
+// must happen before the handler returns (Gate.Handler does it; after
+// Upgrade the handler must); from then on Read, Write, Close and the
+// deadline setters fail with net.ErrClosed, from any goroutine, without
+// reaching the finished ResponseWriter. An expired read deadline ends the
+// stream's read side for good, and an expired write deadline resets the
+// stream (net/http's behaviour for HTTP/2), so unlike a TCP connection the
+// stream cannot be used after a timeout.
 type streamConn struct {
 	w      http.ResponseWriter
 	body   io.ReadCloser
@@ -86,8 +89,12 @@ type streamConn struct {
 	local  net.Addr
 	remote net.Addr
 
-	wmu    sync.Mutex // serialises Write with Close
-	closed atomic.Bool
+	wmu sync.Mutex // held by Write; Close waits for it
+
+	// mu guards closed and is held while a deadline is set, so no deadline
+	// reaches the ResponseWriter after Close.
+	mu     sync.Mutex
+	closed bool
 }
 
 func newStreamConn(w http.ResponseWriter, r *http.Request, rc *http.ResponseController) *streamConn {
@@ -113,8 +120,14 @@ func addrOf(s string) net.Addr {
 	return h2Addr(s)
 }
 
+func (c *streamConn) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
 func (c *streamConn) Read(p []byte) (int, error) {
-	if c.closed.Load() {
+	if c.isClosed() {
 		return 0, net.ErrClosed
 	}
 	return c.body.Read(p)
@@ -123,7 +136,7 @@ func (c *streamConn) Read(p []byte) (int, error) {
 func (c *streamConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.closed.Load() {
+	if c.isClosed() {
 		return 0, net.ErrClosed
 	}
 	n, err := c.w.Write(p)
@@ -133,13 +146,18 @@ func (c *streamConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// Close ends reading and writing. A Write blocked by flow control is cut
-// short with an immediate write deadline. The stream itself ends when the
-// handler returns.
+// Close ends reading and writing, and returns once no Write is using the
+// ResponseWriter any more: a Write blocked by flow control is cut short
+// with an immediate write deadline. The stream itself ends when the handler
+// returns.
 func (c *streamConn) Close() error {
-	if c.closed.Swap(true) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
 		return net.ErrClosed
 	}
+	c.closed = true
+	c.mu.Unlock()
 	err := c.body.Close()
 	if !c.wmu.TryLock() {
 		_ = c.rc.SetWriteDeadline(time.Now())
@@ -160,14 +178,18 @@ func (c *streamConn) SetDeadline(t time.Time) error {
 }
 
 func (c *streamConn) SetReadDeadline(t time.Time) error {
-	if c.closed.Load() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
 		return net.ErrClosed
 	}
 	return c.rc.SetReadDeadline(t)
 }
 
 func (c *streamConn) SetWriteDeadline(t time.Time) error {
-	if c.closed.Load() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
 		return net.ErrClosed
 	}
 	return c.rc.SetWriteDeadline(t)

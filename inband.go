@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -37,12 +38,12 @@ const defaultInBandMaxSize = 4096
 // frame and closes the connection, and the callback never runs:
 //
 //   - no message within Timeout: CloseAuthTimeout (4408);
-//   - a message larger than MaxSize: CloseMessageTooBig (1009); its payload
-//     is never kept (what follows is discarded while the gate waits, briefly,
-//     for the client to end the stream, as for RefuseCloseFrame);
+//   - a message larger than MaxSize: ws.StatusMessageTooBig (1009); its payload
+//     is never kept (it is skipped while the gate waits, briefly, for the
+//     client's close frame, as for Config.RefuseWithCloseFrame);
 //   - a first frame that is not a whole data message: CloseUnauthorized (4401);
 //   - Parse fails: CloseUnauthorized, reason "malformed credential";
-//   - the Verifier refuses: as CloseCodeFor maps the refusal (4401, 4403, 1011).
+//   - the Verifier refuses: with the refusal's Error.CloseCode (4401, 4403, 1011).
 //
 // A client that sends an unmasked or otherwise invalid frame gets 1002.
 // Bytes the client sends after the authentication message are left for the
@@ -104,10 +105,10 @@ func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time
 		return
 	}
 	defer conn.Close()
-	msg, code, reason := readAuthMessage(conn, g.inband)
+	msg, code, reason, skip := readAuthMessage(conn, g.inband)
 	if msg == nil {
 		if code != 0 {
-			refuseWith(conn, code, reason)
+			closeHandshake(conn, code, reason, skip)
 		}
 		if g.observed() {
 			g.observe(r, start, http.StatusUnauthorized, SourceMessage, inBandFailure(code, reason), code)
@@ -116,7 +117,7 @@ func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time
 	}
 	cred, perr := g.inband.Parse(msg)
 	if perr != nil {
-		refuseWith(conn, CloseUnauthorized, errMalformed401.Reason)
+		closeHandshake(conn, CloseUnauthorized, errMalformed401.Reason, 0)
 		if g.observed() {
 			g.observe(r, start, http.StatusUnauthorized, SourceMessage, errMalformed401.withSource(SourceMessage).clone(), CloseUnauthorized)
 		}
@@ -128,7 +129,7 @@ func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time
 	a.Principal, a.Expires, verr = g.verifyCredential(r, cred)
 	if verr != nil {
 		code := verr.CloseCode
-		refuseWith(conn, code, closeReason(verr.Reason))
+		closeHandshake(conn, code, closeReason(verr.Reason), 0)
 		if g.observed() {
 			g.observe(r, start, verr.Status, SourceMessage, verr.clone(), code)
 		}
@@ -141,34 +142,103 @@ func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time
 }
 
 // readAuthMessage reads the first message of conn under the limits of a. On
-// failure msg is nil and code says which close frame to send (0 for none:
-// the client went away).
-func readAuthMessage(conn net.Conn, a *InBandAuth) (msg []byte, code ws.StatusCode, reason string) {
-	_ = conn.SetReadDeadline(time.Now().Add(a.Timeout))
+// failure msg is nil, code says which close frame to send (0 for none: the
+// client went away) and skip how much of the refused frame's payload is
+// still unread (see closeHandshake), or closeSent when the closing handshake
+// is already done.
+//
+// The wait for the message is a timer, not a read deadline: over HTTP/2 an
+// expired read deadline ends the stream's read side for good, and the gate
+// could then no longer read the client's reply to its 4408. When the timer
+// fires it sends the close frame and gives the read a deadline closeLinger
+// later; the read then returns the client's close frame.
+func readAuthMessage(conn net.Conn, a *InBandAuth) (msg []byte, code ws.StatusCode, reason string, skip int64) {
+	start := time.Now()
+	_ = conn.SetReadDeadline(time.Time{})
+	at := startAuthTimer(conn, a.Timeout)
 	h, err := ws.ReadHeader(conn)
+	if at.finish() {
+		at.drain(conn, h, err)
+		return nil, CloseAuthTimeout, authTimedOut, closeSent
+	}
 	if err != nil {
-		code, reason = readFailure(err)
-		return nil, code, reason
+		return nil, 0, "", 0
 	}
 	if ws.CheckHeader(h, ws.StateServerSide) != nil {
-		return nil, ws.StatusProtocolError, "protocol error"
+		return nil, ws.StatusProtocolError, "protocol error", unknownFraming
 	}
 	if !h.Fin || (h.OpCode != ws.OpText && h.OpCode != ws.OpBinary) {
-		return nil, CloseUnauthorized, errNotAuthMessage.Reason
+		return nil, CloseUnauthorized, errNotAuthMessage.Reason, h.Length
 	}
 	// The length is checked before anything of the payload is read or
 	// allocated.
 	if h.Length > int64(a.MaxSize) {
-		return nil, ws.StatusMessageTooBig, "authentication message too big"
+		return nil, ws.StatusMessageTooBig, "authentication message too big", h.Length
 	}
+	// The payload must arrive within what is left of the timeout.
+	_ = conn.SetReadDeadline(start.Add(a.Timeout))
 	msg = make([]byte, h.Length)
 	if _, err := io.ReadFull(conn, msg); err != nil {
 		code, reason = readFailure(err)
-		return nil, code, reason
+		return nil, code, reason, unknownFraming
 	}
 	ws.Cipher(msg, h.Mask, 0)
 	_ = conn.SetReadDeadline(time.Time{})
-	return msg, 0, ""
+	return msg, 0, "", 0
+}
+
+const authTimedOut = "authentication timed out"
+
+// authTimer sends CloseAuthTimeout when no frame header arrived in time.
+type authTimer struct {
+	mu       sync.Mutex
+	t        *time.Timer
+	done     bool
+	fired    bool
+	deadline time.Time // of the wait for the client's close, once fired
+}
+
+func startAuthTimer(conn net.Conn, d time.Duration) *authTimer {
+	at := &authTimer{}
+	at.mu.Lock()
+	defer at.mu.Unlock()
+	at.t = time.AfterFunc(d, func() {
+		at.mu.Lock()
+		defer at.mu.Unlock()
+		if at.done {
+			return
+		}
+		at.fired = true
+		at.deadline = time.Now().Add(closeLinger)
+		if writeClose(conn, CloseAuthTimeout, authTimedOut) != nil {
+			at.deadline = time.Now()
+		}
+		_ = conn.SetReadDeadline(at.deadline)
+	})
+	return at
+}
+
+// finish stops the timer, waiting for its close frame if it is being
+// written, and reports whether it fired.
+func (at *authTimer) finish() bool {
+	at.mu.Lock()
+	defer at.mu.Unlock()
+	at.done = true
+	at.t.Stop()
+	return at.fired
+}
+
+// drain completes the closing handshake after the timer fired, given what
+// the pending read returned: the client's close frame, or a frame that
+// crossed the close frame, or an error.
+func (at *authTimer) drain(conn net.Conn, h ws.Header, err error) {
+	switch {
+	case err != nil:
+	case h.OpCode == ws.OpClose:
+		_, _ = io.CopyN(io.Discard, conn, h.Length)
+	default:
+		awaitClose(conn, at.deadline, h.Length)
+	}
 }
 
 // inBandFailure is the refusal OnHandshake and the logger get for a first
@@ -187,7 +257,7 @@ func inBandFailure(code ws.StatusCode, reason string) *Error {
 
 func readFailure(err error) (ws.StatusCode, string) {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return CloseAuthTimeout, "authentication timed out"
+		return CloseAuthTimeout, authTimedOut
 	}
 	return 0, ""
 }

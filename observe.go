@@ -18,7 +18,7 @@ type HandshakeEvent struct {
 	Accepted bool
 	// Status is 101 for an upgrade by Gate.Handler, 0 for a request
 	// Gate.Middleware passed on, and the HTTP status of a refusal (under
-	// RefuseCloseFrame, the status the refusal stands for, even when the
+	// RefuseWithCloseFrame, the status the refusal stands for, even when the
 	// client got a close frame instead).
 	Status int
 	// Source is where the credential was found, or SourceNone.
@@ -27,7 +27,7 @@ type HandshakeEvent struct {
 	// Accepted.
 	Err error
 	// CloseCode is the code of the close frame the gate sent instead of an
-	// HTTP refusal (under RefuseCloseFrame, or a failed in-band
+	// HTTP refusal (under RefuseWithCloseFrame, or a failed in-band
 	// authentication), and 0 when it sent none: the client got an HTTP
 	// answer, was accepted, or went away first.
 	CloseCode ws.StatusCode

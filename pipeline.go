@@ -320,7 +320,7 @@ func (g *Gate[P]) refuse(w http.ResponseWriter, r *http.Request, e *Error, start
 			}
 			return
 		}
-		refuseWith(conn, closeCode, e.Reason)
+		closeHandshake(conn, closeCode, closeReason(e.Reason), 0)
 	}
 	if closeCode == 0 {
 		writeError(w, e, g.chal(), g.basic, r.ProtoMajor == 2)

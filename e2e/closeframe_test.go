@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 	"github.com/wsgate/wsgate"
 )
 
@@ -25,20 +27,44 @@ const (
 )
 
 // refusalServer serves, on 127.0.0.1, the same gate three ways: /cf/<case>
-// refuses with close frames (wsgate.RefuseCloseFrame), /http/<case> with
+// refuses with close frames (Config.RefuseWithCloseFrame), /http/<case> with
 // HTTP errors (the default), and /inband/<case> authenticates the first
 // message (wsgate.InBandAuth, also refusing with close frames). It records
 // what each gate reported per case, through Config.OnHandshake.
 type refusalServer struct {
 	URL string
 
-	mu  sync.Mutex
-	evs map[string][]wsgate.HandshakeEvent
+	mu     sync.Mutex
+	evs    map[string][]wsgate.HandshakeEvent
+	protos map[string]int // the HTTP major version each path's last request came over
 }
 
 func newRefusalServer(t *testing.T) *refusalServer {
 	t.Helper()
-	s := &refusalServer{evs: map[string][]wsgate.HandshakeEvent{}}
+	s := &refusalServer{evs: map[string][]wsgate.HandshakeEvent{}, protos: map[string]int{}}
+	_, s.URL, _ = serve(t, s.mux())
+	return s
+}
+
+// newRefusalServerTLS is newRefusalServer over TLS with HTTP/2 (extended
+// CONNECT on) and a certificate generated for the test.
+func newRefusalServerTLS(t *testing.T) *refusalServer {
+	t.Helper()
+	s := &refusalServer{evs: map[string][]wsgate.HandshakeEvent{}, protos: map[string]int{}}
+	srv, _ := newTLSServer(t, s.mux(), nil)
+	s.URL = srv.URL
+	return s
+}
+
+// expiryTTL is how long after the handshake the credential of /expiry/
+// expires.
+const expiryTTL = time.Second
+
+// mux serves the gates: /cf/, /http/ and /inband/ as the type's doc says;
+// /cfprefix/ is /cf/ that also takes the Kubernetes prefix form; /expiry/
+// accepts testToken with an expiry expiryTTL ahead, greets and waits for
+// the context, as an application should.
+func (s *refusalServer) mux() http.Handler {
 	verify := func(_ context.Context, c wsgate.Credential) (user, error) {
 		switch c.Token() {
 		case testToken:
@@ -57,14 +83,52 @@ func newRefusalServer(t *testing.T) *refusalServer {
 			OnHandshake:          s.record,
 		}
 	}
+	prefix := cfg(true, nil)
+	prefix.Extractors = append(prefix.Extractors, wsgate.SubprotocolPrefix(""))
+	expiring := func(ctx context.Context, c wsgate.Credential) (user, error) {
+		p, err := verify(ctx, c)
+		if err == nil {
+			wsgate.SetExpiry(ctx, time.Now().Add(expiryTTL))
+		}
+		return p, err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/cf/", wsgate.New(verify, cfg(true, nil)).Handler(echoSession))
+	mux.Handle("/cfprefix/", wsgate.New(verify, prefix).Handler(echoSession))
 	mux.Handle("/http/", wsgate.New(verify, cfg(false, nil)).Handler(echoSession))
 	mux.Handle("/inband/", wsgate.New(verify, cfg(true,
 		&wsgate.InBandAuth{Timeout: inBandTimeout, MaxSize: inBandMaxSize})).Handler(echoSession))
+	mux.Handle("/expiry/", wsgate.New(expiring, cfg(true, nil)).Handler(greetUntilExpiry))
 	mux.HandleFunc("/page", servePage)
-	_, s.URL, _ = serve(t, mux)
-	return s
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.protos[r.URL.Path] = r.ProtoMajor
+		s.mu.Unlock()
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// proto returns the HTTP major version path's last request came over.
+func (s *refusalServer) proto(path string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.protos[path]
+}
+
+// greetUntilExpiry sends the greeting, holding the session's write lock,
+// and returns when the session's context ends (the credential expired).
+func greetUntilExpiry(ctx context.Context, sess wsgate.Session[user]) {
+	l := sess.WriteLock()
+	l.Lock()
+	err := wsutil.WriteServerMessage(sess.Conn, ws.OpText, []byte(greeting(sess.Principal.Name, sess.Source.String(), sess.Protocol)))
+	l.Unlock()
+	if err != nil {
+		return
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(30 * time.Second):
+	}
 }
 
 func (s *refusalServer) record(ev wsgate.HandshakeEvent) {
@@ -190,26 +254,24 @@ func TestCloseFrameBrowser(t *testing.T) {
 	t.Run("another origin", func(t *testing.T) {
 		other := newPageServer(t)
 		r := closePageRun(t, bctx, other+"/page", ws+"/cf/cross", []string{appProtocol, "access_token", testToken}, "")
-		if err := pageRefused(r); err != nil {
-			t.Error(err)
+		err := pageRefused(r)
+		if e := s.refusedWith("/cf/cross", wsgate.ErrOrigin, http.StatusForbidden); e != nil {
+			err = fmt.Errorf("%v; %v", e, err)
 		}
-		if err := s.refusedWith("/cf/cross", wsgate.ErrOrigin, http.StatusForbidden); err != nil {
-			t.Error(err)
-		}
+		extraRow(t, chromium, "close frame: a page of another origin", fmt.Sprintf("no upgrade (HTTP 403); page saw error=%v, close %d", r.Error, r.CloseCode), err)
 	})
 
 	// The same wrong token at the HTTP-mode gate: the page sees only 1006.
 	t.Run("wrong token, HTTP mode", func(t *testing.T) {
 		r := closePageRun(t, bctx, page, ws+"/http/wrong", []string{appProtocol, "access_token", wrongToken}, "")
-		if err := pageRefused(r); err != nil {
-			t.Error(err)
-		}
+		err := pageRefused(r)
 		if r.CloseReason != "" {
-			t.Errorf("want no reason in HTTP mode; page saw %q", r.CloseReason)
+			err = fmt.Errorf("want no reason in HTTP mode; page saw %q (%v)", r.CloseReason, err)
 		}
-		if err := s.refusedWith("/http/wrong", wsgate.ErrInvalidToken, http.StatusUnauthorized); err != nil {
-			t.Error(err)
+		if e := s.refusedWith("/http/wrong", wsgate.ErrInvalidToken, http.StatusUnauthorized); e != nil {
+			err = fmt.Errorf("%v; %v", e, err)
 		}
+		extraRow(t, chromium, "HTTP mode: wrong token", fmt.Sprintf("HTTP 401; page saw error=%v, close %d, reason %q", r.Error, r.CloseCode, r.CloseReason), err)
 	})
 }
 
@@ -271,5 +333,77 @@ func TestInBandBrowser(t *testing.T) {
 		if err := s.reportedClose("/inband/big", 1009); err != nil {
 			t.Error(err)
 		}
+	})
+}
+
+// TestExpiryBrowser has Chromium keep a socket open past its credential's
+// expiry: it reads the greeting, then a clean close 4401 "credential
+// expired".
+func TestExpiryBrowser(t *testing.T) {
+	bctx := startChromium(t)
+	s := newRefusalServer(t)
+	u, _ := json.Marshal("ws" + strings.TrimPrefix(s.URL, "http") + "/expiry/chromium")
+	r := pageEval(t, bctx, []string{s.URL + "/page"},
+		fmt.Sprintf("watchWS(%s, %s, 15000)", u, jsList(appProtocol, "access_token", testToken)))
+	err := pageExpired(r)
+	extraRow(t, chromium, "credential expiry", fmt.Sprintf("opened=%v, close %d %q, wasClean=%v", r.Opened, r.CloseCode, r.CloseReason, r.WasClean), err)
+}
+
+// TestCloseFrameBrowserH2 runs the close-frame, in-band and expiry cases in
+// Chromium over wss:// from a page served over HTTP/2: each socket is an
+// extended CONNECT stream, and the page must see the same clean closes as
+// over HTTP/1.1.
+func TestCloseFrameBrowserH2(t *testing.T) {
+	bctx := startChromiumTLS(t)
+	s := newRefusalServerTLS(t)
+	page := s.URL + "/page"
+	wsBase := "ws" + strings.TrimPrefix(s.URL, "http")
+	for _, c := range closeCases() {
+		t.Run(c.name, func(t *testing.T) {
+			job := c.job(page, wsBase)
+			ctx, hop := loadPage(t, bctx, page)
+			if hop != "h2" {
+				t.Errorf("the page came over %q, want h2", hop)
+			}
+			r := evalPage[clientResult](t, ctx, job.Expr)
+			t.Logf("%s: %v reason=%q wasClean=%v", job.Expr, r, r.CloseReason, r.WasClean)
+			err := c.check(r)
+			if p := s.proto(c.path); p != 2 {
+				err = fmt.Errorf("the socket arrived over HTTP/%d, want HTTP/2 (%v)", p, err)
+			}
+			extraRow(t, chromium, "over HTTP/2: "+c.name, fmt.Sprintf("opened=%v, close %d %q, wasClean=%v", r.Opened, r.CloseCode, r.CloseReason, r.WasClean), err)
+		})
+	}
+}
+
+// TestCloseCasesBrowser runs the cases Firefox runs (closeCases) in
+// Chromium over ws://, so the interop report shows both browsers side by
+// side.
+func TestCloseCasesBrowser(t *testing.T) {
+	bctx := startChromium(t)
+	s := newRefusalServer(t)
+	page := s.URL + "/page"
+	wsBase := "ws" + strings.TrimPrefix(s.URL, "http")
+	for _, c := range closeCases() {
+		t.Run(c.name, func(t *testing.T) {
+			job := c.job(page, wsBase)
+			r := pageEval(t, bctx, job.Visit, job.Expr)
+			extraRow(t, chromium, c.name, fmt.Sprintf("opened=%v, close %d %q, wasClean=%v", r.Opened, r.CloseCode, r.CloseReason, r.WasClean), c.check(r))
+		})
+	}
+
+	// A prefix-form credential alone: the 101 echoes no protocol although
+	// one was offered, and Chromium fails the connection itself.
+	t.Run("prefix form alone", func(t *testing.T) {
+		r := closePageRun(t, bctx, page, wsBase+"/cfprefix/alone", []string{k8sProtocol(testToken)}, "")
+		var err error
+		if r.Opened || !r.Error || r.CloseCode != 1006 || r.WasClean {
+			err = fmt.Errorf("want error + 1006 without open; page saw %v reason=%q wasClean=%v", r, r.CloseReason, r.WasClean)
+		}
+		if evs := s.events("/cfprefix/alone"); len(evs) != 1 || evs[0].Accepted || int(evs[0].CloseCode) != 1008 {
+			err = fmt.Errorf("want one refusal with close 1008; gate reported %+v (%v)", evs, err)
+		}
+		extraRow(t, chromium, "close frame: prefix-form credential alone, no application protocol",
+			fmt.Sprintf("opened=%v, error=%v, close %d %q, wasClean=%v: the 101 echoed no protocol, so Chromium failed the connection", r.Opened, r.Error, r.CloseCode, r.CloseReason, r.WasClean), err)
 	})
 }

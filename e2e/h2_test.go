@@ -438,6 +438,19 @@ func TestH2CloseFrameRefusal(t *testing.T) {
 	if _, err := s.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
 		t.Errorf("read after the close frame: %v, want io.EOF: the stream ends", err)
 	}
+
+	// A client that answers with its close frame: the gate reads it, then
+	// ends the stream (the handler returns), with no reset.
+	s = h2Connect(t, srv, tr, "/ws", "websocket", http.Header{"Authorization": {"Bearer " + wrongToken}})
+	if code, _ := readClose(t, s); code != wsgate.CloseUnauthorized {
+		t.Errorf("close %d, want %d", code, wsgate.CloseUnauthorized)
+	}
+	if err := ws.WriteFrame(s, ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(wsgate.CloseUnauthorized, "")))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("read after the client's close frame: %v, want io.EOF: the stream ends", err)
+	}
 }
 
 func TestH2InBandAuthentication(t *testing.T) {
@@ -534,4 +547,50 @@ func TestH2StreamConnAfterClose(t *testing.T) {
 		t.Errorf("status %d, want 200", s.resp.StatusCode)
 	}
 	<-done
+}
+
+// TestH2StreamConnAfterTheHandlerReturned has the session callback hand the
+// stream to a goroutine that keeps writing while the callback returns, and
+// then uses it once the gate's handler has returned: every call must fail
+// with net.ErrClosed instead of reaching the finished ResponseWriter (which
+// panics with "Write called after Handler finished", or races; run with
+// -race).
+func TestH2StreamConnAfterTheHandlerReturned(t *testing.T) {
+	g := wsgate.New(wsgate.StaticToken(testToken, testPrincipal), wsgate.Config{})
+	returned := make(chan struct{})
+	late := make(chan []error, 1)
+	h := g.Handler(func(ctx context.Context, s wsgate.Session[user]) {
+		go func() {
+			frame := []byte("\x81\x01x")
+			// Writes racing with the handler's return, bounded in count.
+			for i := 0; i < 10000; i++ {
+				if _, err := s.Conn.Write(frame); err != nil {
+					break
+				}
+			}
+			<-returned
+			_, werr := s.Conn.Write(frame)
+			_, rerr := s.Conn.Read(make([]byte, 1))
+			late <- []error{werr, rerr, s.Conn.SetDeadline(time.Now()), s.Conn.SetWriteDeadline(time.Time{}), s.Conn.Close()}
+		}()
+	})
+	srv, tr := newH2Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r)
+		close(returned)
+	}))
+	s := h2Connect(t, srv, tr, "/ws", "websocket", http.Header{"Authorization": {"Bearer " + testToken}})
+	if s.resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, want 200", s.resp.StatusCode)
+	}
+	go io.Copy(io.Discard, s.resp.Body)
+	select {
+	case errs := <-late:
+		for i, err := range errs {
+			if !errors.Is(err, net.ErrClosed) {
+				t.Errorf("call %d after the handler returned: %v, want net.ErrClosed", i, err)
+			}
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the goroutine did not finish")
+	}
 }

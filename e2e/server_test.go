@@ -262,6 +262,29 @@ window.tryWS = function (url, protocols, timeoutMs, first) {
     ws.onclose = function (c) { r.closeCode = c.code; r.closeReason = c.reason; r.wasClean = c.wasClean; finish(); };
   });
 };
+// watchWS opens a WebSocket, keeps the first message as the greeting,
+// sends nothing and never closes: it resolves with what the page observed
+// once the server closed the socket (or after timeoutMs).
+window.watchWS = function (url, protocols, timeoutMs) {
+  return new Promise(function (resolve) {
+    var r = {thrown: "", opened: false, protocol: "", greeting: "", echo: "", error: false, closeCode: 0, closeReason: "", wasClean: false};
+    var done = false;
+    function finish() { if (!done) { done = true; resolve(r); } }
+    setTimeout(function () { r.timedOut = true; finish(); }, timeoutMs || 10000);
+    var ws;
+    try {
+      ws = new WebSocket(url, protocols);
+    } catch (e) {
+      r.thrown = e.name + ": " + e.message;
+      finish();
+      return;
+    }
+    ws.onopen = function () { r.opened = true; r.protocol = ws.protocol; };
+    ws.onerror = function () { r.error = true; };
+    ws.onmessage = function (m) { if (r.greeting === "") r.greeting = m.data; };
+    ws.onclose = function (c) { r.closeCode = c.code; r.closeReason = c.reason; r.wasClean = c.wasClean; finish(); };
+  });
+};
 </script></body></html>
 `
 
