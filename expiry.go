@@ -6,6 +6,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/gobwas/ws"
 )
 
 // ErrCredentialExpired is the cause (see context.Cause) of the cancellation
@@ -102,15 +104,38 @@ func (e *expiry) fire() {
 		e.mu.Unlock()
 		return
 	}
+	e.mu.Unlock()
+	e.end(ErrCredentialExpired, CloseUnauthorized, "credential expired")
+}
+
+// end closes the session now: at the expiry, or when the gate shuts down.
+// Of concurrent calls, the first does the work and the others wait for it.
+func (e *expiry) end(cause error, code ws.StatusCode, reason string) {
+	e.mu.Lock()
+	if e.fired {
+		e.mu.Unlock()
+		<-e.closed
+		return
+	}
+	if e.done {
+		// The session callback has returned: the gate alone has the
+		// connection, and stop waits for nothing.
+		e.fired = true
+		e.mu.Unlock()
+		defer close(e.closed)
+		closeHandshake(e.conn, code, reason, 0)
+		return
+	}
 	e.done, e.fired = true, true
+	e.timer.Stop()
 	e.mu.Unlock()
 	defer close(e.closed)
-	e.cancel(ErrCredentialExpired)
-	locked, writable := e.lockWriter()
+	e.cancel(cause)
+	locked, writable := lockWriter(&e.wmu, e.conn)
 	if locked {
 		defer e.wmu.Unlock()
 	}
-	if !writable || writeClose(e.conn, CloseUnauthorized, "credential expired") != nil {
+	if !writable || writeClose(e.conn, code, reason) != nil {
 		e.conn.Close()
 		return
 	}
@@ -129,14 +154,14 @@ func (e *expiry) fire() {
 	e.conn.Close()
 }
 
-// lockWriter takes wmu within 2*expiryLockWait, cutting a writer that
+// lockWriter takes mu within 2*expiryLockWait, cutting a writer that
 // still holds it after expiryLockWait short. It reports whether it took
 // the lock, and whether the connection can still carry a close frame: not
 // when a writer had to be cut short to free the lock. Its wait is a polling
 // loop bounded in time, so no goroutine is left behind waiting for a lock an
 // application may never release.
-func (e *expiry) lockWriter() (locked, writable bool) {
-	if e.wmu.TryLock() {
+func lockWriter(mu *sync.Mutex, conn net.Conn) (locked, writable bool) {
+	if mu.TryLock() {
 		return true, true
 	}
 	const step = 10 * time.Millisecond
@@ -144,11 +169,11 @@ func (e *expiry) lockWriter() (locked, writable bool) {
 	kicked := false
 	for time.Since(start) < 2*expiryLockWait {
 		time.Sleep(step)
-		if e.wmu.TryLock() {
+		if mu.TryLock() {
 			return true, !kicked
 		}
 		if !kicked && time.Since(start) >= expiryLockWait {
-			_ = e.conn.SetWriteDeadline(time.Now())
+			_ = conn.SetWriteDeadline(time.Now())
 			kicked = true
 		}
 	}
@@ -201,21 +226,23 @@ func (s Session[P]) Renew(t time.Time) bool {
 }
 
 // WriteLock returns the lock the gate takes, from a goroutine of its own,
-// to write the close frame of an expired credential; it then keeps it until
-// the connection is closed, so nothing follows the close frame. While the
-// session has an expiry, the application must hold it around each whole
-// frame it writes to Conn (not around reads, and never while waiting for
-// the context), or the close frame may land in the middle of one of its
-// frames. A write that still holds it half a second after the expiry (a
-// client that stopped reading) is cut short with a write deadline, and the
-// connection is then closed without a close frame. When the session has no
-// expiry the gate never writes and WriteLock returns a Locker that does
-// nothing.
+// to write a close frame on a live session: at the credential's expiry and
+// when the gate shuts down (Gate.Shutdown); it then keeps it until the
+// connection is closed, so nothing follows the close frame. The
+// application must hold it around each whole frame it writes to Conn (not
+// around reads, and never while waiting for the context), or the close
+// frame may land in the middle of one of its frames. A write that still
+// holds it half a second after the gate asked for it (a client that
+// stopped reading) is cut short with a write deadline, and the connection
+// is then closed without a close frame.
 func (s Session[P]) WriteLock() sync.Locker {
-	if s.exp == nil {
-		return nopLocker{}
+	switch {
+	case s.exp != nil:
+		return &s.exp.wmu
+	case s.live != nil:
+		return &s.live.wmu
 	}
-	return &s.exp.wmu
+	return nopLocker{}
 }
 
 type nopLocker struct{}

@@ -117,6 +117,7 @@ type Gate[P any] struct {
 	closeFrames   bool
 	staticToken   bool        // verify is a StaticToken: it needs no context
 	inband        *InBandAuth // nil: no in-band authentication
+	live          liveSessions
 	compression   bool
 	challenges    *challenges
 
@@ -227,7 +228,8 @@ type Session[P any] struct {
 	// subprotocol entry or query parameter.
 	Request *http.Request
 
-	exp *expiry // nil: the credential has no expiry
+	exp  *expiry      // nil: the credential has no expiry
+	live *liveSession // its place among the gate's live sessions
 }
 
 // Authenticate runs every check of the gate on r without writing anything
@@ -280,8 +282,8 @@ func (g *Gate[P]) Accept(w http.ResponseWriter, r *http.Request, a Auth[P]) (Ses
 		return Session[P]{}, err.clone()
 	}
 	s := Session[P]{Auth: a, Conn: conn, Request: r}
-	if ec, ok := conn.(*expiringConn); ok {
-		s.exp = ec.exp
+	if ls, ok := conn.(*liveSession); ok {
+		s.exp, s.live = ls.exp, ls
 	}
 	return s, nil
 }
@@ -293,11 +295,11 @@ func (g *Gate[P]) acceptConn(w http.ResponseWriter, r *http.Request, a *Auth[P])
 	if err != nil {
 		return nil, err
 	}
-	if a.Expires.IsZero() {
-		return conn, nil
+	var exp *expiry
+	if !a.Expires.IsZero() {
+		_, exp = startExpiry(context.Background(), conn, a.Expires)
 	}
-	_, exp := startExpiry(context.Background(), conn, a.Expires)
-	return &expiringConn{Conn: conn, exp: exp}, nil
+	return g.live.add(conn, exp), nil
 }
 
 // Refuse answers err, a refusal from Authenticate, as the gate does: with
@@ -366,12 +368,16 @@ func (g *Gate[P]) Handler(serve func(ctx context.Context, s Session[P])) http.Ha
 func (g *Gate[P]) serveSession(r *http.Request, conn net.Conn, a Auth[P], serve func(context.Context, Session[P])) {
 	s := Session[P]{Auth: a, Conn: conn, Request: r}
 	if a.Expires.IsZero() {
+		s.live = g.live.add(conn, nil)
+		defer g.live.remove(s.live)
 		serve(r.Context(), s)
 		return
 	}
 	ctx, exp := startExpiry(r.Context(), conn, a.Expires)
-	defer exp.stop()
 	s.exp = exp
+	s.live = g.live.add(conn, exp)
+	defer g.live.remove(s.live)
+	defer exp.stop()
 	serve(ctx, s)
 }
 

@@ -11,10 +11,11 @@ import (
 // github.com/gobwas/ws/wsutil). The caller owns and must close it.
 //
 // Behind Gate.Middleware, Upgrade is the gate's own accept step: it answers
-// with the subprotocol and extension the gate chose and enforces the
-// credential's expiry (see SetExpiry): the returned connection then also
-// implements sync.Locker, the lock to hold around each frame written, as
-// Session.WriteLock. Without a gate in r's context, Upgrade checks r with
+// with the subprotocol and extension the gate chose, enforces the
+// credential's expiry (see SetExpiry) and counts the connection among the
+// gate's live sessions (see Gate.Shutdown). The returned connection then
+// also implements sync.Locker, the lock to hold around each frame written,
+// as Session.WriteLock. Without a gate in r's context, Upgrade checks r with
 // CheckHandshake and upgrades it with no subprotocol and no extension,
 // authenticating nothing.
 //
@@ -85,24 +86,4 @@ func (c *bufferedConn) Read(p []byte) (int, error) {
 		c.r = nil
 	}
 	return c.Conn.Read(p)
-}
-
-// expiringConn is a connection whose credential expires: the gate closes it
-// at the expiry (see SetExpiry) unless renewed, and its Lock and Unlock are
-// the lock the gate takes to write the close frame.
-type expiringConn struct {
-	net.Conn
-	exp *expiry
-}
-
-// Lock takes the write lock; hold it around each whole frame written.
-func (c *expiringConn) Lock() { c.exp.wmu.Lock() }
-
-// Unlock releases the write lock.
-func (c *expiringConn) Unlock() { c.exp.wmu.Unlock() }
-
-// Close ends the expiry and closes the connection.
-func (c *expiringConn) Close() error {
-	c.exp.stop()
-	return c.Conn.Close()
 }
