@@ -169,7 +169,7 @@ func (d *demo) handler(pc pageConfig) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", serveStatic("static/index.html", "text/html; charset=utf-8"))
 	mux.HandleFunc("GET /app.js", serveStatic("static/app.js", "text/javascript; charset=utf-8"))
-	mux.HandleFunc("GET /config", localOnly(func(w http.ResponseWriter, r *http.Request) {
+	config := localOnly(sameOrigin(func(w http.ResponseWriter, r *http.Request) {
 		host := pc.WSHost
 		if host == "" {
 			host = r.Host
@@ -179,6 +179,8 @@ func (d *demo) handler(pc pageConfig) http.Handler {
 			"token": d.token, "other": pc.Other, "cross": pc.Cross,
 		})
 	}))
+	mux.HandleFunc("GET /config", config)
+	mux.HandleFunc("POST /config", config) // the page POSTs: browsers send Origin with a POST, not a same-origin GET
 	mux.HandleFunc("GET /last", localOnly(func(w http.ResponseWriter, r *http.Request) {
 		d.mu.Lock()
 		defer d.mu.Unlock()
@@ -390,6 +392,20 @@ func localOnly(next http.HandlerFunc) http.HandlerFunc {
 			origin != "" && origin != "http://"+r.Host ||
 			site != "" && site != "same-origin" && site != "none" {
 			http.Error(w, "only for same-origin requests on loopback", http.StatusForbidden)
+			return
+		}
+		next(w, r)
+	}
+}
+
+// sameOrigin serves only requests that carry exactly one Origin header,
+// naming this server. localOnly lets a request without Origin through (a
+// same-origin GET from a page has none); sameOrigin does not, so a
+// command-line client that sends no Origin gets 403.
+func sameOrigin(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if o := r.Header.Values("Origin"); len(o) != 1 || o[0] != "http://"+r.Host {
+			http.Error(w, "only for the demo page: send this server's own Origin", http.StatusForbidden)
 			return
 		}
 		next(w, r)

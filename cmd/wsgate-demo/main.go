@@ -34,9 +34,11 @@ Endpoints (on -addr; the -cross-addr listener serves the same ones, but its
 page opens its sockets to -addr, from another origin):
   GET  /           the page (embedded index.html)
   GET  /app.js     the page's script
-  GET  /config     JSON {ws, wsClose, wsInband, token, ...} for the page; answered
-                   only to loopback, same-origin requests with a loopback Host (a
-                   demo convenience: a real server never hands a token to a page)
+  POST /config     JSON {ws, wsClose, wsInband, token, ...} for the page (GET too);
+                   answered only to loopback requests with a loopback Host and an
+                   Origin header naming this server, which the page's POST carries;
+                   without one (curl), or from another origin: 403 (a demo
+                   convenience: a real server never hands a token to a page)
   GET  /last       JSON: the last handshake's credential headers, secrets masked,
                    its endpoint, status, close code and reason
   POST /login      form field "token"; sets cookie wsgate_token (HttpOnly,

@@ -324,22 +324,33 @@ func TestConfigIsOnlyForSameOriginLoopbackRequests(t *testing.T) {
 	srv, _ := newServer(t)
 	host := strings.TrimPrefix(srv.URL, "http://")
 
+	same := http.Header{"Origin": {srv.URL}}
 	tests := []struct {
 		name   string
+		method string // default POST, as the page asks
 		header http.Header
 		host   string
 		want   int
 	}{
-		{name: "same origin", want: http.StatusOK},
+		{name: "the page's POST, with its Origin", header: same, want: http.StatusOK},
+		{name: "a GET with the same Origin", method: http.MethodGet, header: same, want: http.StatusOK},
 		{name: "same origin, with fetch metadata", header: http.Header{"Sec-Fetch-Site": {"same-origin"}, "Origin": {srv.URL}}, want: http.StatusOK},
+		{name: "no Origin, as curl sends", method: http.MethodGet, want: http.StatusForbidden},
+		{name: "a POST without Origin", want: http.StatusForbidden},
+		{name: "two Origin headers", header: http.Header{"Origin": {srv.URL, srv.URL}}, want: http.StatusForbidden},
 		{name: "another origin", header: http.Header{"Origin": {"http://127.0.0.1:1"}}, want: http.StatusForbidden},
-		{name: "cross-site fetch", header: http.Header{"Sec-Fetch-Site": {"cross-site"}}, want: http.StatusForbidden},
-		{name: "same-site fetch from another port", header: http.Header{"Sec-Fetch-Site": {"same-site"}}, want: http.StatusForbidden},
-		{name: "a DNS-rebound host name", host: "rebound.example:" + strings.Split(host, ":")[1], want: http.StatusForbidden},
+		{name: "cross-site fetch", header: http.Header{"Sec-Fetch-Site": {"cross-site"}, "Origin": {srv.URL}}, want: http.StatusForbidden},
+		{name: "same-site fetch from another port", header: http.Header{"Sec-Fetch-Site": {"same-site"}, "Origin": {srv.URL}}, want: http.StatusForbidden},
+		{name: "a DNS-rebound host name", header: http.Header{"Origin": {"http://rebound.example:" + strings.Split(host, ":")[1]}},
+			host: "rebound.example:" + strings.Split(host, ":")[1], want: http.StatusForbidden},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, err := http.NewRequest(http.MethodGet, srv.URL+"/config", nil)
+			method := tt.method
+			if method == "" {
+				method = http.MethodPost
+			}
+			req, err := http.NewRequest(method, srv.URL+"/config", nil)
 			require.NoError(t, err)
 			for k, v := range tt.header {
 				req.Header[k] = v
@@ -365,7 +376,8 @@ func TestConfigIsOnlyForSameOriginLoopbackRequests(t *testing.T) {
 
 	t.Run("from a non-loopback address", func(t *testing.T) {
 		d := newDemo(testToken, slog.New(slog.DiscardHandler))
-		req := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/config", nil)
+		req := httptest.NewRequest(http.MethodPost, "http://127.0.0.1/config", nil)
+		req.Header.Set("Origin", "http://127.0.0.1")
 		req.RemoteAddr = "192.0.2.7:4321"
 		rec := httptest.NewRecorder()
 		d.handler(pageConfig{}).ServeHTTP(rec, req)
@@ -378,9 +390,13 @@ func TestCrossOriginPageSendsItsSocketsToTheMainServer(t *testing.T) {
 	d := newDemo(testToken, slog.New(slog.DiscardHandler))
 	srv := httptest.NewServer(d.handler(pageConfig{WSHost: "127.0.0.1:8080", Other: "http://127.0.0.1:8080/", Cross: true}))
 	defer srv.Close()
-	res, err := srv.Client().Get(srv.URL + "/config")
+	req, err := http.NewRequest(http.MethodPost, srv.URL+"/config", nil)
+	require.NoError(t, err)
+	req.Header.Set("Origin", srv.URL) // the cross-origin page asks its own listener
+	res, err := srv.Client().Do(req)
 	require.NoError(t, err)
 	defer res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
 	var cfg struct {
 		WS    string
 		Cross bool

@@ -229,7 +229,8 @@ function goCommand() {
 }
 
 async function init() {
-  const res = await fetch('/config');
+  // A POST, so that the browser sends Origin, which /config requires.
+  const res = await fetch('/config', { method: 'POST' });
   if (res.ok) {
     cfg = await res.json();
   } else {
