@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -732,4 +733,75 @@ func TestInBandEndpoint(t *testing.T) {
 	assert.Contains(t, logs.String(), "way=message outcome=refused status=101 close=4401")
 	assert.Contains(t, logs.String(), `way=message outcome=refused status=101`)
 	assertNoSecret(t, "the log", logs.String())
+}
+
+func TestTwoDemosRunSideBySide(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	a, err := start("127.0.0.1:0", crossAuto, testToken, log)
+	require.NoError(t, err)
+	t.Cleanup(a.shutdown)
+	// The second demo listens on the port just below the first one's, when
+	// that is free, so that the port after its own is the first demo's
+	// main listener, and its cross-origin listener must find another.
+	_, port, _ := net.SplitHostPort(a.addr)
+	p, _ := strconv.Atoi(port)
+	addrB := "127.0.0.1:0"
+	if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p-1)); err == nil {
+		ln.Close()
+		addrB = ln.Addr().String()
+	}
+	b, err := start(addrB, crossAuto, testToken, log)
+	require.NoError(t, err)
+	t.Cleanup(b.shutdown)
+
+	pages := []string{a.page, a.cross, b.page, b.cross}
+	for _, u := range pages {
+		require.NotEmpty(t, u)
+		res, err := http.Get(u)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		assert.Equal(t, http.StatusOK, res.StatusCode, u)
+		assert.Contains(t, string(body), `<script src="/app.js"></script>`, u)
+	}
+	seen := map[string]bool{}
+	for _, u := range pages {
+		assert.False(t, seen[u], "two listeners on %s", u)
+		seen[u] = true
+	}
+}
+
+func TestCrossListenerTakesTheNextPortOrAFreeOne(t *testing.T) {
+	main, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer main.Close()
+	port := main.Addr().(*net.TCPAddr).Port
+
+	t.Run("the port after the main one", func(t *testing.T) {
+		cln, err := listenCross(crossAuto, main.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cln.Close()
+		// Another process may hold port+1; then a free port is just as right.
+		if got := cln.Addr().(*net.TCPAddr).Port; got != port+1 {
+			t.Logf("port %d was taken; got %d", port+1, got)
+		}
+	})
+	t.Run("a free port when the next one is taken", func(t *testing.T) {
+		taken, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+1))
+		if err == nil {
+			defer taken.Close()
+		} // else something else holds it, which is the same case
+		cln, err := listenCross(crossAuto, main.Addr())
+		require.NoError(t, err)
+		defer cln.Close()
+		got := cln.Addr().(*net.TCPAddr)
+		assert.NotEqual(t, port+1, got.Port)
+		assert.True(t, got.IP.IsLoopback(), "on the main listener's host, got %s", got)
+	})
+	t.Run("an explicit address is used as given, or fails", func(t *testing.T) {
+		_, err := listenCross(main.Addr().String(), main.Addr())
+		assert.Error(t, err)
+	})
 }
