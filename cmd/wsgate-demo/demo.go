@@ -5,6 +5,7 @@ import (
 	"embed"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 	"github.com/wsgate/wsgate"
 )
@@ -29,6 +31,7 @@ const (
 	ticketTTL     = 30 * time.Second
 	inBandTimeout = 2 * time.Second // short, so that the timeout button answers quickly
 	idle          = 2 * time.Minute // a socket silent this long is closed
+	maxMessage    = 64 << 10        // the largest message the echo reads; larger ones are closed with 1009
 )
 
 // The gated endpoints.
@@ -310,14 +313,39 @@ func (d *demo) echo(ctx context.Context, s wsgate.Session[user]) {
 	}
 	for {
 		s.Conn.SetReadDeadline(time.Now().Add(idle))
-		msg, op, err := wsutil.ReadClientData(s.Conn) // answers pings and the client's close
-		if err != nil {
+		// Answers pings and the client's close, and reads at most
+		// maxMessage bytes of a message.
+		msg, op, err := wsgate.ReadClientMessage(s.Conn, s.Compression, maxMessage)
+		var protocolErr ws.ProtocolError
+		switch {
+		case errors.Is(err, wsgate.ErrMessageTooBig):
+			d.closeEcho(s, ws.StatusMessageTooBig, "message over 64 KiB")
 			return
+		case errors.As(err, &protocolErr):
+			d.closeEcho(s, ws.StatusProtocolError, "protocol error")
+			return
+		case err != nil:
+			return // the client closed (and was answered), went away or stayed silent
 		}
-		if wsutil.WriteServerMessage(s.Conn, op, msg) != nil {
+		if wsgate.WriteServerMessage(s.Conn, s.Compression, op, msg) != nil {
 			return
 		}
 	}
+}
+
+// closeEcho ends an echo session the client broke, as RFC 6455 section 7.1.7
+// asks: a close frame with code and reason, then, after reading (and
+// dropping) what the client still sends for a moment, such as its own close
+// frame, the end of the connection. Closing with unread bytes would make the
+// kernel answer with a reset, which can destroy the close frame in flight.
+func (d *demo) closeEcho(s wsgate.Session[user], code ws.StatusCode, reason string) {
+	d.log.Warn("echo", "outcome", "closed", "close", int(code), "reason", reason, "remote", s.Request.RemoteAddr)
+	s.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	if ws.WriteFrame(s.Conn, ws.NewCloseFrame(ws.NewCloseFrameBody(code, reason))) != nil {
+		return
+	}
+	s.Conn.SetReadDeadline(time.Now().Add(time.Second))
+	io.CopyN(io.Discard, s.Conn, 1<<20)
 }
 
 // finish logs the outcome of a and then stores it (so that whoever sees it

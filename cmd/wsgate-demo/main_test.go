@@ -805,3 +805,64 @@ func TestCrossListenerTakesTheNextPortOrAFreeOne(t *testing.T) {
 		assert.Error(t, err)
 	})
 }
+
+// writeClientFrame writes a masked client frame with op and payload.
+func writeClientFrame(t *testing.T, d dialed, op ws.OpCode, payload []byte) {
+	t.Helper()
+	f := ws.MaskFrame(ws.NewFrame(op, true, payload))
+	require.NoError(t, ws.WriteFrame(d.conn, f))
+}
+
+func TestEchoClosesWhatItCannotEcho(t *testing.T) {
+	srv, logs := newServer(t)
+	open := func(t *testing.T) dialed {
+		d := dial(t, wsURL(srv, ""), []string{"chat", "access_token", testToken}, nil)
+		require.Equal(t, http.StatusSwitchingProtocols, d.status)
+		readHello(t, d)
+		return d
+	}
+
+	t.Run("a message of 64 KiB is echoed", func(t *testing.T) {
+		d := open(t)
+		msg := bytes.Repeat([]byte("a"), maxMessage)
+		writeClientFrame(t, d, ws.OpBinary, msg)
+		require.NoError(t, d.conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+		got, op, err := wsutil.ReadServerData(d.rw)
+		require.NoError(t, err)
+		assert.Equal(t, ws.OpBinary, op)
+		assert.Equal(t, msg, got)
+	})
+	t.Run("a frame over 64 KiB gets close 1009", func(t *testing.T) {
+		d := open(t)
+		writeClientFrame(t, d, ws.OpBinary, bytes.Repeat([]byte("a"), maxMessage+1))
+		code, reason := readClose(t, d)
+		assert.Equal(t, int(ws.StatusMessageTooBig), code)
+		assert.Equal(t, "message over 64 KiB", reason)
+	})
+	t.Run("a fragmented message over 64 KiB gets close 1009", func(t *testing.T) {
+		d := open(t)
+		half := bytes.Repeat([]byte("a"), maxMessage/2+1)
+		require.NoError(t, ws.WriteFrame(d.conn, ws.MaskFrame(ws.NewFrame(ws.OpBinary, false, half))))
+		require.NoError(t, ws.WriteFrame(d.conn, ws.MaskFrame(ws.NewFrame(ws.OpContinuation, true, half))))
+		code, _ := readClose(t, d)
+		assert.Equal(t, int(ws.StatusMessageTooBig), code)
+	})
+	t.Run("an unmasked frame gets close 1002", func(t *testing.T) {
+		d := open(t)
+		require.NoError(t, ws.WriteFrame(d.conn, ws.NewTextFrame([]byte("not masked"))))
+		code, reason := readClose(t, d)
+		assert.Equal(t, int(ws.StatusProtocolError), code)
+		assert.Equal(t, "protocol error", reason)
+	})
+	t.Run("a frame with RSV1 and no compression gets close 1002", func(t *testing.T) {
+		d := open(t)
+		f := ws.NewTextFrame([]byte("x"))
+		f.Header.Rsv = ws.Rsv(true, false, false)
+		require.NoError(t, ws.WriteFrame(d.conn, ws.MaskFrame(f)))
+		code, _ := readClose(t, d)
+		assert.Equal(t, int(ws.StatusProtocolError), code)
+	})
+	assert.Contains(t, logs.String(), "msg=echo outcome=closed close=1009")
+	assert.Contains(t, logs.String(), "msg=echo outcome=closed close=1002")
+	assertNoSecret(t, "the log", logs.String())
+}
