@@ -41,7 +41,7 @@ const (
 	pathInBand  = "/ws-inband" // in-band authentication: the first message carries the token
 )
 
-//go:embed static/index.html static/app.js
+//go:embed static/index.html static/app.js static/favicon.svg
 var static embed.FS
 
 // pageConfig is what differs between the two listeners.
@@ -172,6 +172,9 @@ func (d *demo) handler(pc pageConfig) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", serveStatic("static/index.html", "text/html; charset=utf-8"))
 	mux.HandleFunc("GET /app.js", serveStatic("static/app.js", "text/javascript; charset=utf-8"))
+	// The page links /favicon.svg; /favicon.ico answers browsers that ask anyway.
+	mux.HandleFunc("GET /favicon.svg", serveStatic("static/favicon.svg", "image/svg+xml"))
+	mux.HandleFunc("GET /favicon.ico", serveStatic("static/favicon.svg", "image/svg+xml"))
 	config := localOnly(sameOrigin(func(w http.ResponseWriter, r *http.Request) {
 		host := pc.WSHost
 		if host == "" {
@@ -454,7 +457,7 @@ func serveStatic(name, contentType string) http.HandlerFunc {
 		h := w.Header()
 		h.Set("Content-Type", contentType)
 		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; "+
+		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self'; "+
 			"connect-src 'self' ws:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 		w.Write(body)
 	}

@@ -417,6 +417,9 @@ func TestThePageAndItsScriptAreServed(t *testing.T) {
 		{"/", "text/html; charset=utf-8", `<input type="checkbox" id="closeframe">`},
 		{"/", "text/html; charset=utf-8", `<button data-ticket="reuse">`},
 		{"/", "text/html; charset=utf-8", `<button data-inband="none">`},
+		{"/", "text/html; charset=utf-8", `<link rel="icon" href="/favicon.svg"`},
+		{"/favicon.svg", "image/svg+xml", `<svg `},
+		{"/favicon.ico", "image/svg+xml", `<svg `}, // for browsers that ask without reading the link
 	}
 	for _, tt := range tests {
 		t.Run(tt.path+" "+tt.contains, func(t *testing.T) {
@@ -427,6 +430,7 @@ func TestThePageAndItsScriptAreServed(t *testing.T) {
 			assert.Equal(t, http.StatusOK, res.StatusCode)
 			assert.Equal(t, tt.contentType, res.Header.Get("Content-Type"))
 			assert.Contains(t, res.Header.Get("Content-Security-Policy"), "script-src 'self'")
+			assert.Contains(t, res.Header.Get("Content-Security-Policy"), "img-src 'self'", "the favicon loads")
 			assert.Contains(t, string(body), tt.contains)
 		})
 	}
