@@ -35,7 +35,7 @@ Endpoints (on -addr; the -cross-addr listener, by default on the port after
 -addr's or a free one when that is taken, serves the same ones, but its page
 opens its sockets to -addr, from another origin):
   GET  /           the page (embedded index.html)
-  GET  /app.js     the page's script
+  GET  /app.js     the page's script (and /favicon.svg, its icon)
   POST /config     JSON {ws, wsClose, wsInband, token, ...} for the page (GET too);
                    answered only to loopback requests with a loopback Host and an
                    Origin header naming this server, which the page's POST carries;
@@ -52,7 +52,9 @@ opens its sockets to -addr, from another origin):
                    same-origin Origin (cross-origin: 403); none or wrong: 401;
                    other methods: 405
   GET  /ws         the gated echo WebSocket; subprotocol "chat"; refusals are
-                   HTTP errors (401, 403, 400), which a page sees only as 1006
+                   HTTP errors (401, 403, 400), which a page sees only as 1006.
+                   All three sockets echo messages up to 64 KiB; a larger one is
+                   closed with 1009, a protocol error with 1002
   GET  /ws-close   the same gate with RefuseCloseFrame: credential refusals
                    complete the upgrade and close with 4401 (missing, invalid or
                    more than one) or 1008 (subprotocol), with a reason the page
