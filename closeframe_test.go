@@ -52,7 +52,7 @@ func clientFrame(payload string) string {
 // its code and reason.
 func readClose(t *testing.T, r io.Reader) (ws.StatusCode, string) {
 	t.Helper()
-	f, err := ws.ReadFrame(r)
+	f, err := readFrame(r)
 	require.NoError(t, err)
 	require.Equal(t, ws.OpClose, f.Header.OpCode, "payload %q", f.Payload)
 	assert.False(t, f.Header.Masked, "server frames are not masked")
@@ -235,7 +235,7 @@ func TestCloseFrameModeStillServesGoodCredentials(t *testing.T) {
 	srv := newServer(t, g.Handler(echoSession))
 	_, br, resp := rawHandshake(t, srv.Listener.Addr().String(), "Authorization: Bearer "+secret+"\r\n", "")
 	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
-	f, err := ws.ReadFrame(br)
+	f, err := readFrame(br)
 	require.NoError(t, err)
 	assert.Equal(t, "alice bearer ", string(f.Payload))
 }

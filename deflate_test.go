@@ -50,7 +50,7 @@ func compressedClientFrame(t *testing.T, op ws.OpCode, p []byte) ws.Frame {
 // the inflated payload.
 func readCompressed(t *testing.T, r io.Reader) string {
 	t.Helper()
-	f, err := ws.ReadFrame(r)
+	f, err := readFrame(r)
 	require.NoError(t, err)
 	assert.False(t, f.Header.Masked)
 	require.True(t, f.Header.Rsv1(), "the server's message must carry RSV1")
@@ -166,7 +166,7 @@ func TestDeflateOffersAreAnsweredPerRFC7692(t *testing.T) {
 				assert.Equal(t, "alice compression=true", readCompressed(t, br))
 				return
 			}
-			f, err := ws.ReadFrame(br)
+			f, err := readFrame(br)
 			require.NoError(t, err)
 			assert.False(t, f.Header.Rsv1())
 			assert.Equal(t, "alice compression=false", string(f.Payload))
@@ -186,7 +186,7 @@ func TestDeflateIsNotNegotiatedUnlessConfigured(t *testing.T) {
 		"Authorization: Bearer "+secret+"\r\nSec-WebSocket-Extensions: permessage-deflate\r\n", "")
 	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
 	assert.Empty(t, resp.Header.Get("Sec-WebSocket-Extensions"))
-	f, err := ws.ReadFrame(br)
+	f, err := readFrame(br)
 	require.NoError(t, err)
 	assert.False(t, f.Header.Rsv1())
 	assert.Equal(t, "alice compression=false", string(f.Payload))
@@ -232,7 +232,7 @@ func TestReadClientMessage(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, ws.OpText, op)
 		assert.Equal(t, "hello", string(p))
-		pong, err := ws.ReadFrame(&out)
+		pong, err := readFrame(&out)
 		require.NoError(t, err)
 		assert.Equal(t, ws.OpPong, pong.Header.OpCode)
 	})
@@ -277,7 +277,7 @@ func TestReadClientMessage(t *testing.T) {
 func TestWriteServerMessageLeavesControlFramesUncompressed(t *testing.T) {
 	var b bytes.Buffer
 	require.NoError(t, WriteServerMessage(&b, true, ws.OpPing, []byte("p")))
-	f, err := ws.ReadFrame(&b)
+	f, err := readFrame(&b)
 	require.NoError(t, err)
 	assert.False(t, f.Header.Rsv1())
 	assert.Equal(t, "p", string(f.Payload))

@@ -74,7 +74,7 @@ func TestRenewalKeepsTheConnectionOpen(t *testing.T) {
 	time.Sleep(400 * time.Millisecond)
 	_, err := conn.Write([]byte(clientFrame("ping")))
 	require.NoError(t, err)
-	f, err := ws.ReadFrame(br)
+	f, err := readFrame(br)
 	require.NoError(t, err)
 	assert.Equal(t, ws.OpText, f.Header.OpCode)
 	assert.Equal(t, "ctx alive: ping", string(f.Payload))
@@ -146,8 +146,9 @@ func TestSetExpiryOutsideAVerifier(t *testing.T) {
 
 func TestExpiryIsReportedByAuthenticateAndMiddleware(t *testing.T) {
 	at := time.Now().Add(time.Hour).Round(0)
+	type derivedKey struct{}
 	g := New(func(ctx context.Context, c Credential) (user, error) {
-		derived := context.WithValue(ctx, struct{}{}, 1)
+		derived := context.WithValue(ctx, derivedKey{}, 1)
 		require.True(t, SetExpiry(derived, at))
 		return user{"alice"}, nil
 	}, Config{})

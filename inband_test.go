@@ -31,7 +31,7 @@ func TestInBandAuthentication(t *testing.T) {
 		_, br, resp := rawHandshake(t, addr, "Sec-WebSocket-Protocol: chat\r\n", clientFrame(authMessage(secret)))
 		require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
 		assert.Equal(t, "chat", resp.Header.Get("Sec-WebSocket-Protocol"))
-		f, err := ws.ReadFrame(br)
+		f, err := readFrame(br)
 		require.NoError(t, err)
 		assert.Equal(t, ws.OpText, f.Header.OpCode)
 		assert.Equal(t, "alice message chat", string(f.Payload))
@@ -39,10 +39,10 @@ func TestInBandAuthentication(t *testing.T) {
 	t.Run("bytes after the first message are left to the application", func(t *testing.T) {
 		conn, br, resp := rawHandshake(t, addr, "", clientFrame(authMessage(secret))+clientFrame("next"))
 		require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
-		f, err := ws.ReadFrame(br)
+		f, err := readFrame(br)
 		require.NoError(t, err)
 		assert.Equal(t, "alice message ", string(f.Payload))
-		f, err = ws.ReadFrame(br)
+		f, err = readFrame(br)
 		require.NoError(t, err)
 		assert.Equal(t, "next", string(f.Payload))
 		_ = conn
@@ -133,7 +133,7 @@ func TestInBandAuthentication(t *testing.T) {
 	t.Run("a handshake credential still works", func(t *testing.T) {
 		_, br, resp := rawHandshake(t, addr, "Authorization: Bearer "+secret+"\r\n", "")
 		require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
-		f, err := ws.ReadFrame(br)
+		f, err := readFrame(br)
 		require.NoError(t, err)
 		assert.Equal(t, "alice bearer ", string(f.Payload))
 	})
@@ -157,7 +157,7 @@ func TestInBandWithTheGobwasDialer(t *testing.T) {
 	if br != nil {
 		rd.r = br
 	}
-	f, err := ws.ReadFrame(rd)
+	f, err := readFrame(rd)
 	require.NoError(t, err)
 	assert.Equal(t, "alice message ", string(f.Payload))
 }
@@ -191,7 +191,7 @@ func TestCustomInBandParser(t *testing.T) {
 	srv := newServer(t, g.Handler(echoSession))
 	_, br, resp := rawHandshake(t, srv.Listener.Addr().String(), "", clientFrame("AUTH "+secret))
 	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
-	f, err := ws.ReadFrame(br)
+	f, err := readFrame(br)
 	require.NoError(t, err)
 	assert.Equal(t, "alice message ", string(f.Payload))
 }

@@ -133,7 +133,7 @@ func TestOnHandshakeSeesInBandOutcomes(t *testing.T) {
 		if br != nil {
 			rd.r = br
 		}
-		_, err = ws.ReadFrame(rd)
+		_, err = readFrame(rd)
 		require.NoError(t, err)
 		conn.Close()
 		cancel()

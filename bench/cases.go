@@ -374,9 +374,9 @@ func CheckResponse(resp []byte, protocol string) error {
 	case res.StatusCode != http.StatusSwitchingProtocols:
 		return fmt.Errorf("status %d, not 101: %q", res.StatusCode, resp)
 	case !strings.EqualFold(h.Get("Upgrade"), "websocket"):
-		return fmt.Errorf("Upgrade %q", h.Get("Upgrade"))
+		return fmt.Errorf("header Upgrade %q", h.Get("Upgrade"))
 	case !strings.EqualFold(h.Get("Connection"), "upgrade"):
-		return fmt.Errorf("Connection %q", h.Get("Connection"))
+		return fmt.Errorf("header Connection %q", h.Get("Connection"))
 	case len(h["Sec-Websocket-Accept"]) != 1 || h.Get("Sec-Websocket-Accept") != acceptKey(Key):
 		return fmt.Errorf("Sec-WebSocket-Accept %q, want %q", h["Sec-Websocket-Accept"], acceptKey(Key))
 	case protocol == "" && len(h["Sec-Websocket-Protocol"]) != 0:

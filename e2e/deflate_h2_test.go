@@ -50,7 +50,7 @@ func compressedClientFrame(t *testing.T, op ws.OpCode, p []byte) ws.Frame {
 // the inflated payload.
 func readCompressed(t *testing.T, r io.Reader) string {
 	t.Helper()
-	f, err := ws.ReadFrame(r)
+	f, err := readFrame(r)
 	if err != nil {
 		t.Fatal(err)
 	}

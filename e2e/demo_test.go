@@ -178,7 +178,7 @@ func (c demoCard) after(prefix string) (demoCard, bool) {
 const waitCard = `(n) => {
 	const cards = document.querySelectorAll('#results .card');
 	if (cards.length < n) return false;
-	const c = cards[0];
+	const c = cards[n - 1];
 	if (c.dataset.done !== 'true') return false;
 	const pres = c.querySelectorAll('pre');
 	const lines = [...c.querySelectorAll('li')].map((li) => ({text: li.textContent, class: li.className}));

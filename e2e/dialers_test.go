@@ -163,7 +163,7 @@ func dialGobwas(ctx context.Context, url string, protocols []string, h http.Head
 	// Read raw frames until the server's close frame and take its code.
 	fr := bufio.NewReader(rw)
 	for i := 0; i < 10; i++ {
-		f, err := ws.ReadFrame(fr)
+		f, err := readFrame(fr)
 		if err != nil {
 			break
 		}

@@ -187,7 +187,7 @@ func h2AllWays() wsgate.Config {
 // and returns its code and reason.
 func readClose(t *testing.T, r io.Reader) (ws.StatusCode, string) {
 	t.Helper()
-	f, err := ws.ReadFrame(r)
+	f, err := readFrame(r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +291,7 @@ func TestH2AuthenticatedStreamCarriesFramesBothWays(t *testing.T) {
 			if err := wsutil.WriteClientMessage(s, ws.OpBinary, []byte("ping over h2")); err != nil {
 				t.Fatal(err)
 			}
-			f, err := ws.ReadFrame(s)
+			f, err := readFrame(s)
 			if err != nil {
 				t.Fatal(err)
 			}

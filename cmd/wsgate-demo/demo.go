@@ -5,6 +5,7 @@ import (
 	"embed"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 	"github.com/wsgate/wsgate"
 	"github.com/wsgate/wsgate/ticket"
@@ -30,6 +32,7 @@ const (
 	ticketTTL     = 30 * time.Second
 	inBandTimeout = 2 * time.Second // short, so that the timeout button answers quickly
 	idle          = 2 * time.Minute // a socket silent this long is closed
+	maxMessage    = 64 << 10        // the largest message the echo reads; larger ones are closed with 1009
 )
 
 // The gated endpoints.
@@ -39,7 +42,7 @@ const (
 	pathInBand  = "/ws-inband" // in-band authentication: the first message carries the token
 )
 
-//go:embed static/index.html static/app.js
+//go:embed static/index.html static/app.js static/favicon.svg
 var static embed.FS
 
 // pageConfig is what differs between the two listeners.
@@ -170,7 +173,10 @@ func (d *demo) handler(pc pageConfig) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", serveStatic("static/index.html", "text/html; charset=utf-8"))
 	mux.HandleFunc("GET /app.js", serveStatic("static/app.js", "text/javascript; charset=utf-8"))
-	mux.HandleFunc("GET /config", localOnly(func(w http.ResponseWriter, r *http.Request) {
+	// The page links /favicon.svg; /favicon.ico answers browsers that ask anyway.
+	mux.HandleFunc("GET /favicon.svg", serveStatic("static/favicon.svg", "image/svg+xml"))
+	mux.HandleFunc("GET /favicon.ico", serveStatic("static/favicon.svg", "image/svg+xml"))
+	config := localOnly(sameOrigin(func(w http.ResponseWriter, r *http.Request) {
 		host := pc.WSHost
 		if host == "" {
 			host = r.Host
@@ -180,6 +186,8 @@ func (d *demo) handler(pc pageConfig) http.Handler {
 			"token": d.token, "other": pc.Other, "cross": pc.Cross,
 		})
 	}))
+	mux.HandleFunc("GET /config", config)
+	mux.HandleFunc("POST /config", config) // the page POSTs: browsers send Origin with a POST, not a same-origin GET
 	mux.HandleFunc("GET /last", localOnly(func(w http.ResponseWriter, r *http.Request) {
 		d.mu.Lock()
 		defer d.mu.Unlock()
@@ -309,14 +317,39 @@ func (d *demo) echo(ctx context.Context, s wsgate.Session[user]) {
 	}
 	for {
 		s.Conn.SetReadDeadline(time.Now().Add(idle))
-		msg, op, err := wsutil.ReadClientData(s.Conn) // answers pings and the client's close
-		if err != nil {
+		// Answers pings and the client's close, and reads at most
+		// maxMessage bytes of a message.
+		msg, op, err := wsgate.ReadClientMessage(s.Conn, s.Compression, maxMessage)
+		var protocolErr ws.ProtocolError
+		switch {
+		case errors.Is(err, wsgate.ErrMessageTooBig):
+			d.closeEcho(s, ws.StatusMessageTooBig, "message over 64 KiB")
 			return
+		case errors.As(err, &protocolErr):
+			d.closeEcho(s, ws.StatusProtocolError, "protocol error")
+			return
+		case err != nil:
+			return // the client closed (and was answered), went away or stayed silent
 		}
-		if wsutil.WriteServerMessage(s.Conn, op, msg) != nil {
+		if wsgate.WriteServerMessage(s.Conn, s.Compression, op, msg) != nil {
 			return
 		}
 	}
+}
+
+// closeEcho ends an echo session the client broke, as RFC 6455 section 7.1.7
+// asks: a close frame with code and reason, then, after reading (and
+// dropping) what the client still sends for a moment, such as its own close
+// frame, the end of the connection. Closing with unread bytes would make the
+// kernel answer with a reset, which can destroy the close frame in flight.
+func (d *demo) closeEcho(s wsgate.Session[user], code ws.StatusCode, reason string) {
+	d.log.Warn("echo", "outcome", "closed", "close", int(code), "reason", reason, "remote", s.Request.RemoteAddr)
+	s.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	if ws.WriteFrame(s.Conn, ws.NewCloseFrame(ws.NewCloseFrameBody(code, reason))) != nil {
+		return
+	}
+	s.Conn.SetReadDeadline(time.Now().Add(time.Second))
+	io.CopyN(io.Discard, s.Conn, 1<<20)
 }
 
 // finish logs the outcome of a and then stores it (so that whoever sees it
@@ -397,6 +430,20 @@ func localOnly(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// sameOrigin serves only requests that carry exactly one Origin header,
+// naming this server. localOnly lets a request without Origin through (a
+// same-origin GET from a page has none); sameOrigin does not, so a
+// command-line client that sends no Origin gets 403.
+func sameOrigin(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if o := r.Header.Values("Origin"); len(o) != 1 || o[0] != "http://"+r.Host {
+			http.Error(w, "only for the demo page: send this server's own Origin", http.StatusForbidden)
+			return
+		}
+		next(w, r)
+	}
+}
+
 func isLoopback(host string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
@@ -411,7 +458,7 @@ func serveStatic(name, contentType string) http.HandlerFunc {
 		h := w.Header()
 		h.Set("Content-Type", contentType)
 		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; "+
+		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self'; "+
 			"connect-src 'self' ws:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 		w.Write(body)
 	}

@@ -4,8 +4,8 @@
 //
 //	go run ./cmd/wsgate-demo
 //
-// then open the printed URL. A second listener (-cross-addr) serves the same
-// page from another origin, whose attempts the gate refuses with 403. The
+// then open the printed URL. A second listener (-cross-addr, by default the
+// port after -addr's, or a free one) serves the same page from another origin, whose attempts the gate refuses with 403. The
 // page also fetches one-time tickets (POST /ticket), can send its attempts to
 // a gate that refuses with close frames (/ws-close), and tries in-band
 // authentication (/ws-inband).
@@ -24,19 +24,23 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"time"
 )
 
 const usageText = `wsgate-demo: a browser playground for github.com/wsgate/wsgate.
 
-Endpoints (on -addr; the -cross-addr listener serves the same ones, but its
-page opens its sockets to -addr, from another origin):
+Endpoints (on -addr; the -cross-addr listener, by default on the port after
+-addr's or a free one when that is taken, serves the same ones, but its page
+opens its sockets to -addr, from another origin):
   GET  /           the page (embedded index.html)
-  GET  /app.js     the page's script
-  GET  /config     JSON {ws, wsClose, wsInband, token, ...} for the page; answered
-                   only to loopback, same-origin requests with a loopback Host (a
-                   demo convenience: a real server never hands a token to a page)
+  GET  /app.js     the page's script (and /favicon.svg, its icon)
+  POST /config     JSON {ws, wsClose, wsInband, token, ...} for the page (GET too);
+                   answered only to loopback requests with a loopback Host and an
+                   Origin header naming this server, which the page's POST carries;
+                   without one (curl), or from another origin: 403 (a demo
+                   convenience: a real server never hands a token to a page)
   GET  /last       JSON: the last handshake's credential headers, secrets masked,
                    its endpoint, status, close code and reason
   POST /login      form field "token"; sets cookie wsgate_token (HttpOnly,
@@ -48,8 +52,10 @@ page opens its sockets to -addr, from another origin):
                    same-origin Origin (cross-origin: 403); none or wrong: 401;
                    other methods: 405
   GET  /ws         the gated echo WebSocket; subprotocol "chat"; refusals are
-                   HTTP errors (401, 403, 400), which a page sees only as 1006
-  GET  /ws-close   the same gate with RefuseCloseFrame: credential refusals
+                   HTTP errors (401, 403, 400), which a page sees only as 1006.
+                   All three sockets echo messages up to 64 KiB; a larger one is
+                   closed with 1009, a protocol error with 1002
+  GET  /ws-close   the same gate with RefuseWithCloseFrame: credential refusals
                    complete the upgrade and close with 4401 (missing, invalid or
                    more than one) or 1008 (subprotocol), with a reason the page
                    can read (4403 would be a forbidden principal; the demo's
@@ -80,7 +86,8 @@ Flags:
 func main() {
 	fs := flag.NewFlagSet("wsgate-demo", flag.ExitOnError)
 	addr := fs.String("addr", "127.0.0.1:8080", "main listener `address`")
-	crossAddr := fs.String("cross-addr", "127.0.0.1:8081", "cross-origin listener `address` (empty: none)")
+	crossAddr := fs.String("cross-addr", crossAuto, "cross-origin listener `address`: "+crossAuto+
+		" is -addr's port plus one, or a free port when that one is taken; empty: none")
 	token := fs.String("token", "", "the demo `token` (default: 128 random bits, unpadded base64url)")
 	logFormat := fs.String("log", "text", "log `format` on stderr: text or json")
 	fs.Usage = func() {
@@ -94,6 +101,11 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// crossAuto is the -cross-addr value that derives the cross-origin
+// listener's address from the main one's, so that demos started with
+// different -addr values run side by side.
+const crossAuto = "auto"
 
 func run(addr, crossAddr, token, logFormat string) error {
 	var h slog.Handler
@@ -111,48 +123,99 @@ func run(addr, crossAddr, token, logFormat string) error {
 		return errors.New("-token: use only A-Z a-z 0-9 - . _ ~ (a value every way can carry)")
 	}
 
-	ln, err := net.Listen("tcp", addr)
+	inst, err := start(addr, crossAddr, token, slog.New(h))
 	if err != nil {
 		return err
 	}
-	listeners := []net.Listener{ln}
-	d := newDemo(token, slog.New(h))
-	defer d.close()
-	handlers := []http.Handler{d.handler(pageConfig{})}
-	page := "http://" + ln.Addr().String() + "/"
-	fmt.Printf("token: %s\npage:  %s\n", token, page)
-	if crossAddr != "" {
-		cln, err := net.Listen("tcp", crossAddr)
-		if err != nil {
-			ln.Close()
-			return err
-		}
-		cross := "http://" + cln.Addr().String() + "/"
-		listeners = append(listeners, cln)
-		handlers[0] = d.handler(pageConfig{Other: cross})
-		handlers = append(handlers, d.handler(pageConfig{WSHost: ln.Addr().String(), Other: page, Cross: true}))
-		fmt.Printf("cross: %s (another origin; its sockets go to %s)\n", cross, ln.Addr())
+	// Standard output, not the log: the token is printed on purpose, once.
+	fmt.Printf("token: %s\npage:  %s\n", token, inst.page)
+	if inst.cross != "" {
+		fmt.Printf("cross: %s (another origin; its sockets go to %s)\n", inst.cross, inst.addr)
 	}
-	fmt.Printf("Go:    go run ./cmd/wsgate-client -url ws://%s/ws -token %s\n", ln.Addr(), token)
+	fmt.Printf("Go:    go run github.com/wsgate/wsgate/cmd/wsgate-client@latest -url ws://%s/ws -token %s\n", inst.addr, token)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	errc := make(chan error, len(listeners))
-	servers := make([]*http.Server, len(listeners))
-	for i, l := range listeners {
-		servers[i] = &http.Server{Handler: handlers[i], ReadHeaderTimeout: 10 * time.Second}
-		go func() { errc <- servers[i].Serve(l) }()
-	}
 	select {
-	case err = <-errc:
+	case err = <-inst.errc:
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	for _, s := range servers {
-		s.Shutdown(sctx) // upgraded sockets are hijacked and end with the process
-	}
+	inst.shutdown()
 	return err
+}
+
+// instance is a running demo: its listeners, their servers, and the demo
+// they share.
+type instance struct {
+	addr    string // the main listener's host:port
+	page    string // http://addr/
+	cross   string // the cross-origin page's URL, "" without one
+	d       *demo
+	servers []*http.Server
+	errc    chan error // the first Serve error
+}
+
+// start listens on addr and, unless crossAddr is empty, on the
+// cross-origin address (see crossAuto), and serves both.
+func start(addr, crossAddr, token string, log *slog.Logger) (*instance, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	listeners := []net.Listener{ln}
+	inst := &instance{addr: ln.Addr().String(), page: "http://" + ln.Addr().String() + "/"}
+	inst.d = newDemo(token, log)
+	handlers := []http.Handler{inst.d.handler(pageConfig{})}
+	if crossAddr != "" {
+		cln, err := listenCross(crossAddr, ln.Addr())
+		if err != nil {
+			ln.Close()
+			inst.d.close()
+			return nil, fmt.Errorf("cross-origin listener: %w", err)
+		}
+		inst.cross = "http://" + cln.Addr().String() + "/"
+		listeners = append(listeners, cln)
+		handlers[0] = inst.d.handler(pageConfig{Other: inst.cross})
+		handlers = append(handlers, inst.d.handler(pageConfig{WSHost: inst.addr, Other: inst.page, Cross: true}))
+	}
+	inst.errc = make(chan error, len(listeners))
+	for i, l := range listeners {
+		s := &http.Server{Handler: handlers[i], ReadHeaderTimeout: 10 * time.Second}
+		inst.servers = append(inst.servers, s)
+		go func() { inst.errc <- s.Serve(l) }()
+	}
+	return inst, nil
+}
+
+// shutdown stops the servers (upgraded sockets are hijacked and end with
+// the process) and the demo's ticket store.
+func (inst *instance) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	for _, s := range inst.servers {
+		s.Shutdown(ctx)
+	}
+	inst.d.close()
+}
+
+// listenCross opens the cross-origin listener. With crossAuto it tries the
+// main listener's port plus one on the same host, and a free port on that
+// host when that one is taken (by another demo's main listener, say); any
+// other address is used as given.
+func listenCross(crossAddr string, main net.Addr) (net.Listener, error) {
+	if crossAddr != crossAuto {
+		return net.Listen("tcp", crossAddr)
+	}
+	host, port := "127.0.0.1", 0
+	if ta, ok := main.(*net.TCPAddr); ok {
+		host, port = ta.IP.String(), ta.Port
+	}
+	if port > 0 && port < 65535 {
+		if ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port+1))); err == nil {
+			return ln, nil
+		}
+	}
+	return net.Listen("tcp", net.JoinHostPort(host, "0"))
 }
 
 // randomToken returns 128 random bits in unpadded base64url: 22 characters

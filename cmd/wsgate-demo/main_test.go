@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -325,22 +326,33 @@ func TestConfigIsOnlyForSameOriginLoopbackRequests(t *testing.T) {
 	srv, _ := newServer(t)
 	host := strings.TrimPrefix(srv.URL, "http://")
 
+	same := http.Header{"Origin": {srv.URL}}
 	tests := []struct {
 		name   string
+		method string // default POST, as the page asks
 		header http.Header
 		host   string
 		want   int
 	}{
-		{name: "same origin", want: http.StatusOK},
+		{name: "the page's POST, with its Origin", header: same, want: http.StatusOK},
+		{name: "a GET with the same Origin", method: http.MethodGet, header: same, want: http.StatusOK},
 		{name: "same origin, with fetch metadata", header: http.Header{"Sec-Fetch-Site": {"same-origin"}, "Origin": {srv.URL}}, want: http.StatusOK},
+		{name: "no Origin, as curl sends", method: http.MethodGet, want: http.StatusForbidden},
+		{name: "a POST without Origin", want: http.StatusForbidden},
+		{name: "two Origin headers", header: http.Header{"Origin": {srv.URL, srv.URL}}, want: http.StatusForbidden},
 		{name: "another origin", header: http.Header{"Origin": {"http://127.0.0.1:1"}}, want: http.StatusForbidden},
-		{name: "cross-site fetch", header: http.Header{"Sec-Fetch-Site": {"cross-site"}}, want: http.StatusForbidden},
-		{name: "same-site fetch from another port", header: http.Header{"Sec-Fetch-Site": {"same-site"}}, want: http.StatusForbidden},
-		{name: "a DNS-rebound host name", host: "rebound.example:" + strings.Split(host, ":")[1], want: http.StatusForbidden},
+		{name: "cross-site fetch", header: http.Header{"Sec-Fetch-Site": {"cross-site"}, "Origin": {srv.URL}}, want: http.StatusForbidden},
+		{name: "same-site fetch from another port", header: http.Header{"Sec-Fetch-Site": {"same-site"}, "Origin": {srv.URL}}, want: http.StatusForbidden},
+		{name: "a DNS-rebound host name", header: http.Header{"Origin": {"http://rebound.example:" + strings.Split(host, ":")[1]}},
+			host: "rebound.example:" + strings.Split(host, ":")[1], want: http.StatusForbidden},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, err := http.NewRequest(http.MethodGet, srv.URL+"/config", nil)
+			method := tt.method
+			if method == "" {
+				method = http.MethodPost
+			}
+			req, err := http.NewRequest(method, srv.URL+"/config", nil)
 			require.NoError(t, err)
 			for k, v := range tt.header {
 				req.Header[k] = v
@@ -366,7 +378,8 @@ func TestConfigIsOnlyForSameOriginLoopbackRequests(t *testing.T) {
 
 	t.Run("from a non-loopback address", func(t *testing.T) {
 		d := newDemo(testToken, slog.New(slog.DiscardHandler))
-		req := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/config", nil)
+		req := httptest.NewRequest(http.MethodPost, "http://127.0.0.1/config", nil)
+		req.Header.Set("Origin", "http://127.0.0.1")
 		req.RemoteAddr = "192.0.2.7:4321"
 		rec := httptest.NewRecorder()
 		d.handler(pageConfig{}).ServeHTTP(rec, req)
@@ -379,9 +392,13 @@ func TestCrossOriginPageSendsItsSocketsToTheMainServer(t *testing.T) {
 	d := newDemo(testToken, slog.New(slog.DiscardHandler))
 	srv := httptest.NewServer(d.handler(pageConfig{WSHost: "127.0.0.1:8080", Other: "http://127.0.0.1:8080/", Cross: true}))
 	defer srv.Close()
-	res, err := srv.Client().Get(srv.URL + "/config")
+	req, err := http.NewRequest(http.MethodPost, srv.URL+"/config", nil)
+	require.NoError(t, err)
+	req.Header.Set("Origin", srv.URL) // the cross-origin page asks its own listener
+	res, err := srv.Client().Do(req)
 	require.NoError(t, err)
 	defer res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
 	var cfg struct {
 		WS    string
 		Cross bool
@@ -401,6 +418,9 @@ func TestThePageAndItsScriptAreServed(t *testing.T) {
 		{"/", "text/html; charset=utf-8", `<input type="checkbox" id="closeframe">`},
 		{"/", "text/html; charset=utf-8", `<button data-ticket="reuse">`},
 		{"/", "text/html; charset=utf-8", `<button data-inband="none">`},
+		{"/", "text/html; charset=utf-8", `<link rel="icon" href="/favicon.svg"`},
+		{"/favicon.svg", "image/svg+xml", `<svg `},
+		{"/favicon.ico", "image/svg+xml", `<svg `}, // for browsers that ask without reading the link
 	}
 	for _, tt := range tests {
 		t.Run(tt.path+" "+tt.contains, func(t *testing.T) {
@@ -411,6 +431,7 @@ func TestThePageAndItsScriptAreServed(t *testing.T) {
 			assert.Equal(t, http.StatusOK, res.StatusCode)
 			assert.Equal(t, tt.contentType, res.Header.Get("Content-Type"))
 			assert.Contains(t, res.Header.Get("Content-Security-Policy"), "script-src 'self'")
+			assert.Contains(t, res.Header.Get("Content-Security-Policy"), "img-src 'self'", "the favicon loads")
 			assert.Contains(t, string(body), tt.contains)
 		})
 	}
@@ -545,10 +566,15 @@ func readHello(t *testing.T, d dialed) (principal user, source, protocol string)
 func readClose(t *testing.T, d dialed) (int, string) {
 	t.Helper()
 	require.NoError(t, d.conn.SetReadDeadline(time.Now().Add(5*time.Second)))
-	f, err := ws.ReadFrame(d.rw)
+	h, err := ws.ReadHeader(d.rw)
 	require.NoError(t, err)
-	require.Equal(t, ws.OpClose, f.Header.OpCode, "payload %q", f.Payload)
-	code, reason := ws.ParseCloseFrameData(f.Payload)
+	require.LessOrEqual(t, h.Length, int64(ws.MaxControlFramePayloadSize), "a close frame's payload")
+	payload := make([]byte, h.Length)
+	_, err = io.ReadFull(d.rw, payload)
+	require.NoError(t, err)
+	require.Equal(t, ws.OpClose, h.OpCode, "payload %q", payload)
+	require.False(t, h.Masked, "server frames are not masked")
+	code, reason := ws.ParseCloseFrameData(payload)
 	return int(code), reason
 }
 
@@ -711,5 +737,137 @@ func TestInBandEndpoint(t *testing.T) {
 	assert.Contains(t, logs.String(), "way=message outcome=accepted status=101")
 	assert.Contains(t, logs.String(), "way=message outcome=refused status=101 close=4401")
 	assert.Contains(t, logs.String(), `way=message outcome=refused status=101`)
+	assertNoSecret(t, "the log", logs.String())
+}
+
+func TestTwoDemosRunSideBySide(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	a, err := start("127.0.0.1:0", crossAuto, testToken, log)
+	require.NoError(t, err)
+	t.Cleanup(a.shutdown)
+	// The second demo listens on the port just below the first one's, when
+	// that is free, so that the port after its own is the first demo's
+	// main listener, and its cross-origin listener must find another.
+	_, port, _ := net.SplitHostPort(a.addr)
+	p, _ := strconv.Atoi(port)
+	addrB := "127.0.0.1:0"
+	if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p-1)); err == nil {
+		ln.Close()
+		addrB = ln.Addr().String()
+	}
+	b, err := start(addrB, crossAuto, testToken, log)
+	require.NoError(t, err)
+	t.Cleanup(b.shutdown)
+
+	pages := []string{a.page, a.cross, b.page, b.cross}
+	for _, u := range pages {
+		require.NotEmpty(t, u)
+		res, err := http.Get(u)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		assert.Equal(t, http.StatusOK, res.StatusCode, u)
+		assert.Contains(t, string(body), `<script src="/app.js"></script>`, u)
+	}
+	seen := map[string]bool{}
+	for _, u := range pages {
+		assert.False(t, seen[u], "two listeners on %s", u)
+		seen[u] = true
+	}
+}
+
+func TestCrossListenerTakesTheNextPortOrAFreeOne(t *testing.T) {
+	main, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer main.Close()
+	port := main.Addr().(*net.TCPAddr).Port
+
+	t.Run("the port after the main one", func(t *testing.T) {
+		cln, err := listenCross(crossAuto, main.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cln.Close()
+		// Another process may hold port+1; then a free port is just as right.
+		if got := cln.Addr().(*net.TCPAddr).Port; got != port+1 {
+			t.Logf("port %d was taken; got %d", port+1, got)
+		}
+	})
+	t.Run("a free port when the next one is taken", func(t *testing.T) {
+		taken, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+1))
+		if err == nil {
+			defer taken.Close()
+		} // else something else holds it, which is the same case
+		cln, err := listenCross(crossAuto, main.Addr())
+		require.NoError(t, err)
+		defer cln.Close()
+		got := cln.Addr().(*net.TCPAddr)
+		assert.NotEqual(t, port+1, got.Port)
+		assert.True(t, got.IP.IsLoopback(), "on the main listener's host, got %s", got)
+	})
+	t.Run("an explicit address is used as given, or fails", func(t *testing.T) {
+		_, err := listenCross(main.Addr().String(), main.Addr())
+		assert.Error(t, err)
+	})
+}
+
+// writeClientFrame writes a masked client frame with op and payload.
+func writeClientFrame(t *testing.T, d dialed, op ws.OpCode, payload []byte) {
+	t.Helper()
+	f := ws.MaskFrame(ws.NewFrame(op, true, payload))
+	require.NoError(t, ws.WriteFrame(d.conn, f))
+}
+
+func TestEchoClosesWhatItCannotEcho(t *testing.T) {
+	srv, logs := newServer(t)
+	open := func(t *testing.T) dialed {
+		d := dial(t, wsURL(srv, ""), []string{"chat", "access_token", testToken}, nil)
+		require.Equal(t, http.StatusSwitchingProtocols, d.status)
+		readHello(t, d)
+		return d
+	}
+
+	t.Run("a message of 64 KiB is echoed", func(t *testing.T) {
+		d := open(t)
+		msg := bytes.Repeat([]byte("a"), maxMessage)
+		writeClientFrame(t, d, ws.OpBinary, msg)
+		require.NoError(t, d.conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+		got, op, err := wsutil.ReadServerData(d.rw)
+		require.NoError(t, err)
+		assert.Equal(t, ws.OpBinary, op)
+		assert.Equal(t, msg, got)
+	})
+	t.Run("a frame over 64 KiB gets close 1009", func(t *testing.T) {
+		d := open(t)
+		writeClientFrame(t, d, ws.OpBinary, bytes.Repeat([]byte("a"), maxMessage+1))
+		code, reason := readClose(t, d)
+		assert.Equal(t, int(ws.StatusMessageTooBig), code)
+		assert.Equal(t, "message over 64 KiB", reason)
+	})
+	t.Run("a fragmented message over 64 KiB gets close 1009", func(t *testing.T) {
+		d := open(t)
+		half := bytes.Repeat([]byte("a"), maxMessage/2+1)
+		require.NoError(t, ws.WriteFrame(d.conn, ws.MaskFrame(ws.NewFrame(ws.OpBinary, false, half))))
+		require.NoError(t, ws.WriteFrame(d.conn, ws.MaskFrame(ws.NewFrame(ws.OpContinuation, true, half))))
+		code, _ := readClose(t, d)
+		assert.Equal(t, int(ws.StatusMessageTooBig), code)
+	})
+	t.Run("an unmasked frame gets close 1002", func(t *testing.T) {
+		d := open(t)
+		require.NoError(t, ws.WriteFrame(d.conn, ws.NewTextFrame([]byte("not masked"))))
+		code, reason := readClose(t, d)
+		assert.Equal(t, int(ws.StatusProtocolError), code)
+		assert.Equal(t, "protocol error", reason)
+	})
+	t.Run("a frame with RSV1 and no compression gets close 1002", func(t *testing.T) {
+		d := open(t)
+		f := ws.NewTextFrame([]byte("x"))
+		f.Header.Rsv = ws.Rsv(true, false, false)
+		require.NoError(t, ws.WriteFrame(d.conn, ws.MaskFrame(f)))
+		code, _ := readClose(t, d)
+		assert.Equal(t, int(ws.StatusProtocolError), code)
+	})
+	assert.Contains(t, logs.String(), "msg=echo outcome=closed close=1009")
+	assert.Contains(t, logs.String(), "msg=echo outcome=closed close=1002")
 	assertNoSecret(t, "the log", logs.String())
 }

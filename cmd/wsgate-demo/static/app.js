@@ -44,35 +44,52 @@ function sentText(url, protocols) {
   return `sent: ${shown} with protocols ${JSON.stringify(ps)}`;
 }
 
-// card adds a result box for one attempt, newest first. done() marks it
-// finished.
+// card adds a result box for one attempt after the earlier ones, so that
+// cards read in click order. Lines go into the current list; a server block
+// (see showLast) ends it, so that an attempt's lines and its server answer
+// stay together when a card holds two attempts. done() marks it finished.
 function card(title) {
   const box = document.createElement('div');
   box.className = 'card';
   const h = document.createElement('h3');
   h.textContent = title;
-  const list = document.createElement('ul');
-  box.append(h, list);
-  $('results').prepend(box);
+  box.append(h);
+  $('results').append(box);
+  box.scrollIntoView({ block: 'nearest' });
+  let list = null;
   return {
     line(text, cls) {
+      if (!list) {
+        list = document.createElement('ul');
+        box.append(list);
+      }
       const li = document.createElement('li');
       li.textContent = text;
       if (cls) li.className = cls;
       list.append(li);
     },
-    // pre adds a box of text, folded under summary when there is one.
-    pre(text, summary) {
-      const p = document.createElement('pre');
-      p.textContent = text;
-      if (!summary) {
+    // server adds what the server answered: a summary line, the verdict in
+    // a prominent box (cls "ok" or "bad"), and text folded under a summary.
+    server(summary, verdict, cls, text) {
+      list = null;
+      if (summary) {
+        const p = document.createElement('p');
+        p.className = 'server';
+        p.textContent = summary;
         box.append(p);
-        return;
       }
+      if (verdict) {
+        const v = document.createElement('div');
+        v.className = 'verdict ' + cls;
+        v.textContent = verdict;
+        box.append(v);
+      }
+      const pre = document.createElement('pre');
+      pre.textContent = text;
       const d = document.createElement('details');
       const s = document.createElement('summary');
-      s.textContent = summary;
-      d.append(s, p);
+      s.textContent = 'what the server saw, masked (/last)';
+      d.append(s, pre);
       box.append(d);
     },
     done() { box.dataset.done = 'true'; },
@@ -114,12 +131,12 @@ function connect(c, url, protocols, first) {
       c.line(`echo "${ev.data}" after ${(performance.now() - sentAt).toFixed(1)} ms`, 'ok');
       ws.close(1000, 'done');
     };
-    ws.onerror = () => c.line('error event (the HTTP status is hidden from the page: see /last below)', 'bad');
+    ws.onerror = () => c.line('error event (the browser hides the HTTP status from the page; the server\'s answer is below)', 'bad');
     ws.onclose = async (ev) => {
       const ok = hello && ev.code === 1000;
       c.line(`close ${ev.code}${ev.reason ? ' "' + ev.reason + '"' : ''}, wasClean ${ev.wasClean}`, ok ? 'ok' : 'bad');
       if (ok) c.line('outcome: accepted', 'ok');
-      else if (ev.code === 1006) c.line('outcome: refused; the page cannot tell why (close 1006)', 'bad');
+      else if (ev.code === 1006 && !opened) c.line('outcome: refused before the upgrade; the browser shows only 1006, /last has the status', 'bad');
       else c.line(`outcome: refused with close ${ev.code}${ev.reason ? ' "' + ev.reason + '"' : ''}`, 'bad');
       await showLast(c, new URL(url).pathname);
       resolve(ev.code);
@@ -128,26 +145,27 @@ function connect(c, url, protocols, first) {
 }
 
 // showLast shows /last once the server has recorded the outcome of the
-// handshake to path: a refusal by close frame is recorded just after the
-// frame is sent.
+// handshake to path (a refusal by close frame is recorded just after the
+// frame is sent): a summary, the verdict, and the JSON folded.
 async function showLast(c, path) {
   try {
-    let text = '', summary = '';
+    let text = '', last = null;
     for (let i = 0; i < 20; i++) {
       const res = await fetch('/last');
       if (!res.ok) {
         text = res.status + ' ' + await res.text();
+        last = null;
         break;
       }
-      const last = await res.json();
+      last = await res.json();
       text = JSON.stringify(last, null, 2);
-      if (last) summary = lastSummary(last);
       if (!last || last.path !== path || last.status !== 0) break;
       await new Promise((r) => setTimeout(r, 50));
     }
-    c.pre('/last: ' + text, summary);
+    if (last && last.path === path) c.server(lastSummary(last), ...verdict(last), '/last: ' + text);
+    else c.server('', '', '', '/last: ' + text);
   } catch (e) {
-    c.pre('/last: ' + e.message);
+    c.server('', '', '', '/last: ' + e.message);
   }
 }
 
@@ -155,10 +173,20 @@ async function showLast(c, path) {
 function lastSummary(l) {
   let s = `server (/last): ${l.path} answered ${l.status || 'nothing'}`;
   if (l.close) s += `, then close ${l.close}`;
-  if (l.reason) s += ` "${l.reason}"`;
   if (l.source) s += `, credential from ${l.source}`;
-  else if (l.ways.length) s += `; carried: ${l.ways.join(', ')}`;
-  return s + '; click for the masked headers';
+  else if (l.ways.length) s += `; the handshake carried: ${l.ways.join(', ')}`;
+  else s += '; the handshake carried no credential';
+  return s;
+}
+
+// verdict is the outcome in words and its class: the close code, or the
+// HTTP status the page could not see, with the server's reason.
+function verdict(l) {
+  const reason = l.reason ? ` "${l.reason}"` : '';
+  if (l.status === 101 && !l.close && !l.reason) return [`Accepted (101), credential from ${l.source || 'the first message'}`, 'ok'];
+  if (l.close) return [`Refused after the upgrade: close ${l.close}${reason}`, 'bad'];
+  if (!l.status) return [`Failed: no answer${reason}`, 'bad'];
+  return [`Refused: HTTP ${l.status}${reason} (the page saw only 1006)`, 'bad'];
 }
 
 function title(name, routed) {
@@ -225,11 +253,12 @@ const inbandActions = {
 
 function goCommand() {
   const t = $('token').value || 'TOKEN';
-  $('gocmd').textContent = `go run ./cmd/wsgate-client -url ${cfg.ws} -token ${t}`;
+  $('gocmd').textContent = `go run github.com/wsgate/wsgate/cmd/wsgate-client@latest -url ${cfg.ws} -token ${t}`;
 }
 
 async function init() {
-  const res = await fetch('/config');
+  // A POST, so that the browser sends Origin, which /config requires.
+  const res = await fetch('/config', { method: 'POST' });
   if (res.ok) {
     cfg = await res.json();
   } else {
@@ -243,7 +272,8 @@ async function init() {
       `(${cfg.ws}). The gate's default same-origin policy refuses every attempt from here with 403, ` +
       'even with the right token, and in close-frame mode too (an origin refusal is never upgraded); ' +
       'the cookie attempt shows why that matters: the browser sends the cookie of the other port along, ' +
-      'and only the Origin check stops it.';
+      'and only the Origin check stops it. In Firefox, each refusal makes the next socket to that host ' +
+      'wait longer (it backs off after failed WebSockets), so attempts from here get slower.';
     $('banner').style.display = 'block';
   }
   if (cfg.other) {
