@@ -278,18 +278,7 @@ func TestCloseFrameFirefox(t *testing.T) {
 		tryJob([]string{other + "/page"}, wsBase+"/cf/cross", jsList(appProtocol, "access_token", testToken), ""),
 		tryJob([]string{page}, wsBase+"/http/wrong", jsList(appProtocol, "access_token", wrongToken), ""),
 	})
-	t.Run("prefix form alone", func(t *testing.T) {
-		r := *res[0].Value
-		var err error
-		if !r.Opened || r.Protocol != "" || r.Greeting != "" || r.CloseCode != 1008 || !r.WasClean || r.Error {
-			err = fmt.Errorf("want open with protocol \"\", then a clean close 1008; page saw %v reason=%q wasClean=%v", r, r.CloseReason, r.WasClean)
-		}
-		if evs := s.events("/cfprefix/alone"); len(evs) != 1 || evs[0].Accepted || int(evs[0].CloseCode) != 1008 {
-			err = fmt.Errorf("want one refusal with close 1008; gate reported %+v (%v)", evs, err)
-		}
-		extraRow(t, firefox, "close frame: prefix-form credential alone, no application protocol",
-			fmt.Sprintf("opened=%v with protocol %q, close %d %q, wasClean=%v", r.Opened, r.Protocol, r.CloseCode, r.CloseReason, r.WasClean), err)
-	})
+	t.Run("prefix form alone", func(t *testing.T) { checkPrefixAlone(t, s, res[0], false, "") })
 	t.Run("another origin", func(t *testing.T) {
 		r := *res[1].Value
 		err := pageRefused(r)
@@ -311,4 +300,27 @@ func TestCloseFrameFirefox(t *testing.T) {
 func TestCloseFrameFirefoxH2(t *testing.T) {
 	s := newRefusalServerTLS(t)
 	runCloseCases(t, s, true, "over HTTP/2: ")
+	wsBase := "ws" + strings.TrimPrefix(s.URL, "http")
+	res := runFirefox(t, true, []ffJob{tryJob([]string{s.URL + "/page"}, wsBase+"/cfprefix/alone", jsList(k8sProtocol(testToken)), "")})
+	t.Run("prefix form alone", func(t *testing.T) { checkPrefixAlone(t, s, res[0], true, "over HTTP/2: ") })
+}
+
+// checkPrefixAlone checks what Firefox saw of a prefix-form credential
+// offered alone to the close-frame gate: the gate accepts the credential
+// but has no protocol to echo, so it refuses with 1008 and echoes nothing;
+// Firefox opens the socket with protocol "" and reads the close frame.
+func checkPrefixAlone(t *testing.T, s *refusalServer, res ffResult, h2 bool, label string) {
+	r := *res.Value
+	var err error
+	if !r.Opened || r.Protocol != "" || r.Greeting != "" || r.CloseCode != 1008 || !r.WasClean || r.Error {
+		err = fmt.Errorf("want open with protocol \"\", then a clean close 1008; page saw %v reason=%q wasClean=%v", r, r.CloseReason, r.WasClean)
+	}
+	if evs := s.events("/cfprefix/alone"); len(evs) != 1 || evs[0].Accepted || int(evs[0].CloseCode) != 1008 {
+		err = fmt.Errorf("want one refusal with close 1008; gate reported %+v (%v)", evs, err)
+	}
+	if h2 && (res.Hop != "h2" || s.proto("/cfprefix/alone") != 2) {
+		err = fmt.Errorf("want the page and the socket over HTTP/2, got %q and HTTP/%d (%v)", res.Hop, s.proto("/cfprefix/alone"), err)
+	}
+	extraRow(t, firefox, label+"close frame: prefix-form credential alone, no application protocol",
+		fmt.Sprintf("opened=%v with protocol %q, close %d %q, wasClean=%v", r.Opened, r.Protocol, r.CloseCode, r.CloseReason, r.WasClean), err)
 }

@@ -594,3 +594,48 @@ func TestH2StreamConnAfterTheHandlerReturned(t *testing.T) {
 		t.Fatal("the goroutine did not finish")
 	}
 }
+
+// TestH2ExpiryWithAWriterStuckOnAClientThatStopsReading is the expiry
+// scenario over HTTP/2: the application writes under Session.WriteLock, as
+// the docs prescribe, to a client that never reads, so flow control blocks
+// the write while it holds the lock. At the expiry the gate must still end
+// the stream and Gate.Handler must return, within the documented bound.
+func TestH2ExpiryWithAWriterStuckOnAClientThatStopsReading(t *testing.T) {
+	g := wsgate.New(func(ctx context.Context, c wsgate.Credential) (user, error) {
+		wsgate.SetExpiry(ctx, time.Now().Add(300*time.Millisecond))
+		return testPrincipal, nil
+	}, wsgate.Config{})
+	frame := make([]byte, 16<<10)
+	returned := make(chan struct{})
+	writes := 0
+	h := g.Handler(func(ctx context.Context, s wsgate.Session[user]) {
+		lock := s.WriteLock()
+		// Bounded: 4096 frames of 16 KiB are 64 MiB, far past any window.
+		for ; writes < 4096; writes++ {
+			lock.Lock()
+			err := wsutil.WriteServerBinary(s.Conn, frame)
+			lock.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	})
+	srv, tr := newH2Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r)
+		close(returned)
+	}))
+	s := h2Connect(t, srv, tr, "/ws", "websocket", http.Header{"Authorization": {"Bearer " + testToken}})
+	if s.resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, want 200", s.resp.StatusCode)
+	}
+	// The client reads nothing.
+	select {
+	case <-returned:
+	case <-time.After(4 * time.Second): // the bound is 3 s from the expiry
+		t.Fatal("Gate.Handler did not return after the expiry")
+	}
+	if writes >= 4096 {
+		t.Fatal("the writes never blocked: the client's window took 64 MiB")
+	}
+	s.resp.Body.Close()
+}
