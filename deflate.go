@@ -5,7 +5,6 @@ import (
 	"compress/flate"
 	"errors"
 	"io"
-	"net/http"
 	"sync"
 
 	"github.com/gobwas/httphead"
@@ -27,13 +26,6 @@ const (
 	// deflateAnswer15 accepts an offer of server_max_window_bits=15, which
 	// RFC 7692 section 7.1.2.1 says the answer must repeat.
 	deflateAnswer15 = deflateAnswer + "; server_max_window_bits=15"
-)
-
-// The same answers as headers for gobwas/ws, made once so that an HTTP/1.1
-// upgrade with compression builds no header. gobwas/ws only reads them.
-var (
-	deflateHeader   = http.Header{hWSExtensions: {deflateAnswer}}
-	deflateHeader15 = http.Header{hWSExtensions: {deflateAnswer15}}
 )
 
 // negotiateDeflate returns the Sec-WebSocket-Extensions answer to the offers
@@ -94,17 +86,6 @@ func acceptDeflate(opt httphead.Option) string {
 	default:
 		return ""
 	}
-}
-
-// extensionsHeader returns the header that carries answer, nil for "".
-func extensionsHeader(answer string) http.Header {
-	switch answer {
-	case deflateAnswer:
-		return deflateHeader
-	case deflateAnswer15:
-		return deflateHeader15
-	}
-	return nil
 }
 
 // defaultMaxMessageSize is the largest message ReadClientMessage returns

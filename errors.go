@@ -144,14 +144,6 @@ func (e *Error) withSource(s Source) *Error {
 	return &c
 }
 
-// publicError returns err as the caller's own copy when it is an *Error.
-func publicError(err error) error {
-	if e, ok := err.(*Error); ok && e != nil {
-		return e.clone()
-	}
-	return err
-}
-
 // The fixed refusals are made once, so refusing costs no allocation inside
 // the pipeline; callers only ever get copies.
 var (
