@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -278,7 +279,7 @@ func TestExpiryIsBoundedWhenTheClientStopsReading(t *testing.T) {
 			}
 		}
 	}))
-	before := runtime.NumGoroutine()
+	before, fdsBefore := runtime.NumGoroutine(), openFDs(t)
 	conn, _, sc, _ := s.dial(t, "Authorization: Bearer "+secret+"\r\n", "")
 	<-writing
 	select {
@@ -292,8 +293,22 @@ func TestExpiryIsBoundedWhenTheClientStopsReading(t *testing.T) {
 	conn.Close()
 
 	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+	for (runtime.NumGoroutine() > before || openFDs(t) > fdsBefore) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	assert.LessOrEqual(t, runtime.NumGoroutine(), before, "goroutines left behind")
+	assert.LessOrEqual(t, openFDs(t), fdsBefore, "file descriptors left open")
+}
+
+// openFDs counts the process's open file descriptors (Linux).
+func openFDs(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("no /proc/self/fd:", err)
+		}
+		t.Skip("no /proc/self/fd:", err)
+	}
+	return len(entries)
 }
