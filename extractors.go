@@ -645,11 +645,13 @@ func removeQueryPair(r *http.Request, start, end int) {
 func stripQuery(r *http.Request, name string) {
 	q := r.URL.RawQuery
 	var b strings.Builder
+	found := false
 	for q != "" {
 		var pair string
 		pair, q, _ = strings.Cut(q, "&")
 		key, _, _ := strings.Cut(pair, "=")
 		if queryKeyIs(key, name) {
+			found = true
 			continue
 		}
 		if b.Len() > 0 {
@@ -657,7 +659,9 @@ func stripQuery(r *http.Request, name string) {
 		}
 		b.WriteString(pair)
 	}
-	setQuery(r, b.String())
+	if found {
+		setQuery(r, b.String())
+	}
 }
 
 func setQuery(r *http.Request, raw string) {
