@@ -112,7 +112,7 @@ echo "== end to end: $e2e_rounds rounds of $e2e_n handshakes at $e2e_clients cli
 suffix=
 [ "$mode" = short ] && suffix=" -short"
 commit=$(git -C .. rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git -C .. status --porcelain -- ':!bench/RESULTS.md' ':!bench/profiles' 2>/dev/null)" ]; then
+if [ -n "$(git -C .. status --porcelain -- ':!bench/RESULTS.md' ':!bench/RESULTS.svg' ':!bench/profiles' 2>/dev/null)" ]; then
 	commit="$commit (with uncommitted changes)"
 fi
 profile=

@@ -32,6 +32,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/wsgate/wsgate/bench"
@@ -106,7 +107,7 @@ func runServers() {
 		}
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		fmt.Fprintf(out, "stats %d %d\n", ms.Mallocs, ms.TotalAlloc)
+		fmt.Fprintf(out, "stats %d %d %d\n", ms.Mallocs, ms.TotalAlloc, cpuMicros())
 		out.Flush()
 	}
 	for _, s := range servers {
@@ -154,16 +155,27 @@ func startChild() (*child, map[string]string, error) {
 	return nil, nil, errors.New("server process ended before it was ready")
 }
 
-// stats returns the child's cumulative mallocs and allocated bytes.
-func (c *child) stats() (mallocs, bytes uint64, err error) {
+// cpuMicros is the CPU time (user and system) this process has used, in
+// microseconds.
+func cpuMicros() int64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return ru.Utime.Nano()/1000 + ru.Stime.Nano()/1000
+}
+
+// stats returns the child's cumulative mallocs, allocated bytes and CPU
+// time in microseconds.
+func (c *child) stats() (mallocs, bytes, cpu uint64, err error) {
 	if _, err := io.WriteString(c.in, "stats\n"); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	if !c.out.Scan() {
-		return 0, 0, errors.New("server process ended")
+		return 0, 0, 0, errors.New("server process ended")
 	}
-	_, err = fmt.Sscanf(c.out.Text(), "stats %d %d", &mallocs, &bytes)
-	return mallocs, bytes, err
+	_, err = fmt.Sscanf(c.out.Text(), "stats %d %d %d", &mallocs, &bytes, &cpu)
+	return mallocs, bytes, cpu, err
 }
 
 func (c *child) stop() {
@@ -199,10 +211,14 @@ type Result struct {
 	// per handshake, median over rounds.
 	Mallocs float64 `json:"server_mallocs_per_handshake"`
 	Bytes   float64 `json:"server_bytes_per_handshake"`
+	// CPU is the server process's CPU time (user and system, from
+	// getrusage) per handshake in microseconds, the median over rounds.
+	CPU float64 `json:"server_cpu_us_per_handshake"`
 
 	lat     []time.Duration
 	mallocs []float64
 	bytes   []float64
+	cpu     []float64
 }
 
 // Report is the whole run.
@@ -257,7 +273,7 @@ func run(levels []int, n, rounds, warmup int, timeout time.Duration) (*Report, e
 				c := cases[(i+round)%len(cases)] // rotate the order each round
 				r := byKey[fmt.Sprint(c.Name, lv)]
 				runtime.GC()
-				m0, b0, err := ch.stats()
+				m0, b0, c0, err := ch.stats()
 				if err != nil {
 					return nil, err
 				}
@@ -265,7 +281,7 @@ func run(levels []int, n, rounds, warmup int, timeout time.Duration) (*Report, e
 				if err != nil {
 					return nil, fmt.Errorf("%s, %d clients: %v", c.Name, lv, err)
 				}
-				m1, b1, err := ch.stats()
+				m1, b1, c1, err := ch.stats()
 				if err != nil {
 					return nil, err
 				}
@@ -275,6 +291,7 @@ func run(levels []int, n, rounds, warmup int, timeout time.Duration) (*Report, e
 				r.lat = append(r.lat, mr.lat...)
 				r.mallocs = append(r.mallocs, float64(m1-m0)/float64(mr.done))
 				r.bytes = append(r.bytes, float64(b1-b0)/float64(mr.done))
+				r.cpu = append(r.cpu, float64(c1-c0)/float64(mr.done))
 			}
 		}
 	}
@@ -283,7 +300,7 @@ func run(levels []int, n, rounds, warmup int, timeout time.Duration) (*Report, e
 		for _, c := range cases {
 			r := byKey[fmt.Sprint(c.Name, lv)]
 			r.MedianPerSec = median(r.PerSec)
-			r.Mallocs, r.Bytes = median(r.mallocs), median(r.bytes)
+			r.Mallocs, r.Bytes, r.CPU = median(r.mallocs), median(r.bytes), median(r.cpu)
 			sort.Slice(r.lat, func(i, j int) bool { return r.lat[i] < r.lat[j] })
 			r.P50 = us(percentile(r.lat, 0.50))
 			r.P99 = us(percentile(r.lat, 0.99))
