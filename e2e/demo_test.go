@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -185,14 +187,45 @@ const waitCard = `(n) => {
 	return {title: c.querySelector('h3').textContent, lines, last: pres.length ? pres[pres.length - 1].textContent : ''};
 }`
 
+// demoTab is one tab of the demo page in some browser, in a fresh browser
+// context (its own cookies and Basic cache).
+type demoTab interface {
+	// clickCard clicks the button sel and returns the n-th card (oldest
+	// first) once finished, as waitCard reads it.
+	clickCard(t *testing.T, sel string, n int) demoCard
+	// eval evaluates expr on the page.
+	eval(t *testing.T, expr string)
+}
+
 // demoPage drives one tab of the demo page.
 type demoPage struct {
-	ctx   context.Context
+	tab   demoTab
 	cards int
 }
 
-// openDemoPage loads url in a fresh browser context (its own cookies and
-// Basic cache) and waits until the page has its config.
+// click clicks the button sel and returns the attempt's card once finished.
+func (p *demoPage) click(t *testing.T, sel string) demoCard {
+	t.Helper()
+	p.cards++
+	c := p.tab.clickCard(t, sel, p.cards)
+	t.Logf("%s → %s", sel, c)
+	if strings.Contains(c.Last, demoToken) {
+		t.Errorf("/last shows the token unmasked: %s", c)
+	}
+	return c
+}
+
+// setCloseFrames sets the page's "refuse with a close frame" checkbox.
+func (p *demoPage) setCloseFrames(t *testing.T, on bool) {
+	t.Helper()
+	p.tab.eval(t, fmt.Sprintf(`document.getElementById('closeframe').checked = %v`, on))
+}
+
+// cdpTab is a demo page tab in Chromium.
+type cdpTab struct{ ctx context.Context }
+
+// openDemoPage loads url in a fresh Chromium browser context and waits
+// until the page has its config.
 func openDemoPage(t *testing.T, bctx context.Context, url string) *demoPage {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(bctx, chromedp.WithNewBrowserContext())
@@ -206,36 +239,29 @@ func openDemoPage(t *testing.T, bctx context.Context, url string) *demoPage {
 	if err != nil {
 		t.Fatalf("loading %s: %v", url, err)
 	}
-	return &demoPage{ctx: ctx}
+	return &demoPage{tab: cdpTab{ctx: ctx}}
 }
 
-// click clicks the button sel and returns the attempt's card once finished.
-func (p *demoPage) click(t *testing.T, sel string) demoCard {
+func (c cdpTab) clickCard(t *testing.T, sel string, n int) demoCard {
 	t.Helper()
-	p.cards++
-	ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(c.ctx, 20*time.Second)
 	defer cancel()
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel))); err != nil {
 		t.Fatalf("clicking %s: %v", sel, err)
 	}
-	c, err := chromedp.Run(ctx, chromedp.PollFunction[demoCard](waitCard,
-		chromedp.WithPollingArgs(p.cards),
+	card, err := chromedp.Run(ctx, chromedp.PollFunction[demoCard](waitCard,
+		chromedp.WithPollingArgs(n),
 		chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(15*time.Second)))
 	if err != nil {
 		t.Fatalf("waiting for the result of %s: %v", sel, err)
 	}
-	t.Logf("%s → %s", sel, c)
-	if strings.Contains(c.Last, demoToken) {
-		t.Errorf("/last shows the token unmasked: %s", c)
-	}
-	return c
+	return card
 }
 
-// setCloseFrames sets the page's "refuse with a close frame" checkbox.
-func (p *demoPage) setCloseFrames(t *testing.T, on bool) {
+func (c cdpTab) eval(t *testing.T, expr string) {
 	t.Helper()
-	if _, err := chromedp.Run(p.ctx, chromedp.Evaluate[bool](fmt.Sprintf(`document.getElementById('closeframe').checked = %v`, on))); err != nil {
-		t.Fatalf("setting the close-frame checkbox: %v", err)
+	if _, err := chromedp.Run(c.ctx, chromedp.Evaluate[any](expr)); err != nil {
+		t.Fatalf("evaluating %s: %v", expr, err)
 	}
 }
 
@@ -336,14 +362,34 @@ func wantTicket(t *testing.T, c demoCard) {
 }
 
 func TestDemoPage(t *testing.T) {
-	start := time.Now()
 	bctx := startChromium(t)
-	d := startDemo(t)
+	checkDemoPage(t, startDemo(t), func(t *testing.T, url string) *demoPage { return openDemoPage(t, bctx, url) },
+		func(t *testing.T, p *demoPage) {
+			if !*demoScreenshot {
+				return
+			}
+			png, err := chromedp.Run(p.tab.(cdpTab).ctx, chromedp.FullScreenshot(100))
+			if err != nil {
+				t.Fatalf("screenshot: %v", err)
+			}
+			if err := os.WriteFile("../docs/demo.png", png, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("wrote ../docs/demo.png (%d bytes)", len(png))
+		})
+}
+
+// checkDemoPage clicks every button of the demo page d in page order, in
+// the tabs open gives, checks each card and then the demo's log. After the
+// userinfo button, before the caveat, it calls after (if not nil) with the
+// same-origin tab.
+func checkDemoPage(t *testing.T, d *demoServer, open func(t *testing.T, url string) *demoPage, after func(t *testing.T, p *demoPage)) {
+	start := time.Now()
 	crossOrigin := strings.TrimSuffix(d.cross, "/")
 
-	// Every way the page offers, userinfo last: after it Chromium sends
+	// Every way the page offers, userinfo last: after it the browser sends
 	// the cached Basic credential with every socket to this origin.
-	p := openDemoPage(t, bctx, d.page)
+	p := open(t, d.page)
 	wantWorks(t, p.click(t, `button[data-way="subprotocol"]`), "subprotocol")
 	wantWorks(t, p.click(t, `button[data-way="prefix"]`), "subprotocol-prefix")
 	c := p.click(t, `#login button`)
@@ -420,15 +466,8 @@ func TestDemoPage(t *testing.T) {
 		t.Errorf("want the masked userinfo in what the page sent; %s", c)
 	}
 
-	if *demoScreenshot {
-		png, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatalf("screenshot: %v", err)
-		}
-		if err := os.WriteFile("../docs/demo.png", png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("wrote ../docs/demo.png (%d bytes)", len(png))
+	if after != nil {
+		after(t, p)
 	}
 
 	// The caveat the page documents: the cached Basic credential now rides
@@ -437,7 +476,7 @@ func TestDemoPage(t *testing.T) {
 
 	// The cross-origin page: the right token, but the gate's same-origin
 	// check refuses with 403, with the cookie too (same site, other port).
-	x := openDemoPage(t, bctx, d.cross)
+	x := open(t, d.cross)
 	c = x.click(t, `button[data-way="subprotocol"]`)
 	wantRefused(t, c, http.StatusForbidden)
 	if l := c.last(t); l.Seen["Origin"] != crossOrigin {
@@ -510,4 +549,133 @@ func demoSecrets() []string {
 		strings.TrimPrefix(k8sProtocol(demoToken), wsgate.KubernetesPrefix),
 		base64.StdEncoding.EncodeToString([]byte(demoToken + ":")),
 	}
+}
+
+// ffDemo is a running node/firefox-demo.mjs: one headless Firefox (fresh
+// profile) taking one command per line.
+type ffDemo struct {
+	t   *testing.T
+	in  io.WriteCloser
+	out *bufio.Scanner
+}
+
+// ffDemoTab is a demo page tab in Firefox.
+type ffDemoTab struct {
+	f  *ffDemo
+	id int
+}
+
+// ffCardTimeout bounds each attempt in Firefox, which delays sockets to a
+// host after refused ones (up to about 5 s each).
+const ffCardTimeout = 30 * time.Second
+
+// startFirefoxDemo starts node/firefox-demo.mjs; Firefox and node end when t
+// ends, or after limit.
+func startFirefoxDemo(t *testing.T, limit time.Duration) *ffDemo {
+	t.Helper()
+	node := requireFirefox(t)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	cmd := exec.CommandContext(ctx, node, "firefox-demo.mjs")
+	cmd.Dir = "node"
+	cmd.Env = append(os.Environ(), "PUPPETEER_SKIP_DOWNLOAD=1")
+	cmd.WaitDelay = 5 * time.Second
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		in.Close() // the script closes Firefox and exits when stdin ends
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			cancel()
+			<-done
+		}
+		cancel()
+		if s := stderr.String(); s != "" {
+			t.Logf("firefox-demo.mjs stderr:\n%s", s)
+		}
+	})
+	f := &ffDemo{t: t, in: in, out: bufio.NewScanner(out)}
+	f.out.Buffer(nil, 16<<20)
+	var hello struct {
+		Version string `json:"version"`
+	}
+	if !f.out.Scan() || json.Unmarshal(f.out.Bytes(), &hello) != nil || hello.Version == "" {
+		cmd.Wait()
+		t.Fatalf("node firefox-demo.mjs did not start (%q, %v):\n%s", f.out.Text(), f.out.Err(), stderr)
+	}
+	t.Logf("Firefox %s", hello.Version)
+	return f
+}
+
+// do sends one command and decodes its value into v (unless nil).
+func (f *ffDemo) do(t *testing.T, cmd map[string]any, v any) {
+	t.Helper()
+	b, err := json.Marshal(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.in.Write(append(b, '\n')); err != nil {
+		t.Fatalf("firefox-demo.mjs %s: %v", b, err)
+	}
+	if !f.out.Scan() {
+		t.Fatalf("firefox-demo.mjs %s: no answer (%v)", b, f.out.Err())
+	}
+	var res struct {
+		Value json.RawMessage `json:"value"`
+		Error string          `json:"error"`
+	}
+	if err := json.Unmarshal(f.out.Bytes(), &res); err != nil {
+		t.Fatalf("firefox-demo.mjs %s answered %q: %v", b, f.out.Bytes(), err)
+	}
+	if res.Error != "" {
+		t.Fatalf("firefox-demo.mjs %s: %s", b, res.Error)
+	}
+	if v != nil {
+		if err := json.Unmarshal(res.Value, v); err != nil {
+			t.Fatalf("firefox-demo.mjs %s returned %s: %v", b, res.Value, err)
+		}
+	}
+}
+
+// open loads url in a fresh Firefox browser context and waits until the
+// page has its config.
+func (f *ffDemo) open(t *testing.T, url string) *demoPage {
+	t.Helper()
+	var id int
+	f.do(t, map[string]any{"op": "open", "url": url}, &id)
+	return &demoPage{tab: ffDemoTab{f: f, id: id}}
+}
+
+func (x ffDemoTab) clickCard(t *testing.T, sel string, n int) demoCard {
+	t.Helper()
+	var c demoCard
+	x.f.do(t, map[string]any{"op": "click", "tab": x.id, "sel": sel, "wait": waitCard, "n": n,
+		"timeout": ffCardTimeout.Milliseconds()}, &c)
+	return c
+}
+
+func (x ffDemoTab) eval(t *testing.T, expr string) {
+	t.Helper()
+	x.f.do(t, map[string]any{"op": "eval", "tab": x.id, "expr": expr}, nil)
+}
+
+// TestDemoPageFirefox is TestDemoPage in Firefox: the same buttons in the
+// same order, the same cards and the same log.
+func TestDemoPageFirefox(t *testing.T) {
+	d := startDemo(t)
+	f := startFirefoxDemo(t, 3*time.Minute)
+	checkDemoPage(t, d, f.open, nil)
 }
