@@ -126,7 +126,7 @@ func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time
 	cred.Source = SourceMessage
 	a := Auth[P]{Source: SourceMessage, Protocol: protocol}
 	var verr *Error
-	a.Principal, a.Expires, verr = g.verifyCredential(r, cred)
+	a.hs, verr = g.verifyCredential(r, cred, &a.Principal)
 	if verr != nil {
 		code := verr.CloseCode
 		closeHandshake(conn, code, closeReason(verr.Reason), 0)
@@ -135,6 +135,7 @@ func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time
 		}
 		return
 	}
+	a.Expires = a.hs.vctx.expiry
 	if g.observed() {
 		g.observe(r, start, switchedStatus(r), SourceMessage, nil, 0)
 	}

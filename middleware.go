@@ -115,7 +115,6 @@ type Gate[P any] struct {
 	basic         bool // answer a missing credential with a Basic challenge
 	verifyTimeout time.Duration
 	closeFrames   bool
-	staticToken   bool        // verify is a StaticToken: it needs no context
 	inband        *InBandAuth // nil: no in-band authentication
 	live          liveSessions
 	compression   bool
@@ -151,7 +150,6 @@ func New[P any](verify Verifier[P], cfg Config) *Gate[P] {
 		onHandshake:   cfg.OnHandshake,
 		closeFrames:   cfg.RefuseWithCloseFrame,
 		compression:   cfg.Compression,
-		staticToken:   isStaticToken(verify),
 	}
 	if cfg.InBand != nil {
 		g.inband = cfg.InBand.withDefaults()
@@ -209,6 +207,7 @@ type Auth[P any] struct {
 
 	gate  *Gate[P]      // the gate that decided, nil for none
 	req   *http.Request // the request it decided on
+	hs    *handshake    // the handshake's state: its live-session node
 	key   string        // the request's Sec-WebSocket-Key ("" over HTTP/2)
 	ext   string        // the Sec-WebSocket-Extensions answer, or ""
 	start time.Time     // when the gate first saw the request, if observed
@@ -299,7 +298,7 @@ func (g *Gate[P]) acceptConn(w http.ResponseWriter, r *http.Request, a *Auth[P])
 	if !a.Expires.IsZero() {
 		_, exp = startExpiry(context.Background(), conn, a.Expires)
 	}
-	return g.live.add(conn, exp), nil
+	return g.live.add(&a.hs.live, conn, exp), nil
 }
 
 // Refuse answers err, a refusal from Authenticate, as the gate does: with
@@ -368,14 +367,14 @@ func (g *Gate[P]) Handler(serve func(ctx context.Context, s Session[P])) http.Ha
 func (g *Gate[P]) serveSession(r *http.Request, conn net.Conn, a Auth[P], serve func(context.Context, Session[P])) {
 	s := Session[P]{Auth: a, Conn: conn, Request: r}
 	if a.Expires.IsZero() {
-		s.live = g.live.add(conn, nil)
+		s.live = g.live.add(&a.hs.live, conn, nil)
 		defer g.live.remove(s.live)
 		serve(r.Context(), s)
 		return
 	}
 	ctx, exp := startExpiry(r.Context(), conn, a.Expires)
 	s.exp = exp
-	s.live = g.live.add(conn, exp)
+	s.live = g.live.add(&a.hs.live, conn, exp)
 	defer g.live.remove(s.live)
 	defer exp.stop()
 	serve(ctx, s)

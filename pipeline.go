@@ -172,11 +172,11 @@ func (g *Gate[P]) decide(r *http.Request, o *offered, a *Auth[P]) *Error {
 		}
 	}
 
-	p, exp, err := g.verifyCredential(r, cred)
+	hs, err := g.verifyCredential(r, cred, &a.Principal)
 	if err != nil {
 		return err
 	}
-	a.Principal, a.Source, a.Expires = p, cred.Source, exp
+	a.Source, a.Expires, a.hs = cred.Source, hs.vctx.expiry, hs
 	if g.compression {
 		a.ext = negotiateDeflate(h[hWSExtensions])
 		a.Compression = a.ext != ""
@@ -265,25 +265,20 @@ func (g *Gate[P]) stripQueries(r *http.Request, o *offered) {
 }
 
 // verifyCredential runs the Verifier on cred under the verification
-// deadline, and returns the principal and the expiry it set.
-func (g *Gate[P]) verifyCredential(r *http.Request, cred Credential) (P, time.Time, *Error) {
-	if g.staticToken {
-		// A static token needs no deadline, no request and no expiry.
-		p, err := g.verify(r.Context(), cred)
-		if err != nil {
-			return p, time.Time{}, verifyError(r.Context(), err, cred.Source)
-		}
-		return p, time.Time{}, nil
-	}
-	vctx := newVerifyContext(r, g.verifyTimeout) // carries r for RequestFrom
-	p, err := g.verify(vctx, cred)
+// deadline, sets *p to the principal, and returns the handshake state, which
+// holds the expiry the Verifier set (vctx.expiry).
+func (g *Gate[P]) verifyCredential(r *http.Request, cred Credential, p *P) (*handshake, *Error) {
+	hs := newHandshakeState(r, g.verifyTimeout) // the context carries r for RequestFrom
+	vctx := &hs.vctx
+	var err error
+	*p, err = g.verify(vctx, cred)
 	if err != nil {
 		e := verifyError(vctx, err, cred.Source)
 		vctx.release()
-		return p, time.Time{}, e
+		return nil, e
 	}
 	vctx.release()
-	return p, vctx.expiry, nil
+	return hs, nil
 }
 
 // accept answers an authenticated handshake: the 101 (over HTTP/2, the

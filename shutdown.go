@@ -92,8 +92,14 @@ type liveSessions struct {
 	n    int
 }
 
-func (l *liveSessions) add(conn net.Conn, exp *expiry) *liveSession {
-	s := &liveSession{Conn: conn, exp: exp, list: l}
+// add puts the session of conn in the list, in node, the handshake's own
+// node (or a new one when node was already used: a request upgraded twice).
+func (l *liveSessions) add(node *liveSession, conn net.Conn, exp *expiry) *liveSession {
+	s := node
+	if s.list != nil {
+		s = new(liveSession)
+	}
+	s.Conn, s.exp, s.list = conn, exp, l
 	l.mu.Lock()
 	s.next = l.head
 	if l.head != nil {

@@ -5,7 +5,6 @@ import (
 	"crypto/subtle"
 	"errors"
 	"net/http"
-	"reflect"
 	"sync"
 	"time"
 )
@@ -28,14 +27,7 @@ type Verifier[P any] func(ctx context.Context, c Credential) (P, error)
 // source, and yields principal. The comparison runs in constant time: how
 // long it takes depends on the length of token alone, never on the
 // presented credential's content or length. A Basic credential with a
-// non-empty password is refused. It panics if token is empty. It never
-// waits and never reads its context, so a gate calls it without making a
-// verification context: it costs the handshake no allocation.
-//
-// It is never inlined, so that every StaticToken verifier of a principal
-// type has the one function body isStaticToken recognises.
-//
-//go:noinline
+// non-empty password is refused. It panics if token is empty.
 func StaticToken[P any](token string, principal P) Verifier[P] {
 	if token == "" {
 		panic("wsgate: StaticToken with an empty token")
@@ -59,14 +51,6 @@ func constantTimeEqual(got, want []byte) bool {
 		got = want
 	}
 	return subtle.ConstantTimeCompare(got, want)&same == 1
-}
-
-// isStaticToken reports whether verify is a StaticToken verifier: all of
-// them share one function body for a principal type, which a probe made
-// here has too.
-func isStaticToken[P any](verify Verifier[P]) bool {
-	var zero P
-	return reflect.ValueOf(verify).Pointer() == reflect.ValueOf(StaticToken("probe", zero)).Pointer()
 }
 
 // verifyError maps a verifier's error to the refusal the client gets.
@@ -114,9 +98,17 @@ type verifyContext struct {
 	stopParent func() bool
 }
 
-// newVerifyContext returns the context for verifying r's credential.
-func newVerifyContext(r *http.Request, timeout time.Duration) *verifyContext {
-	return &verifyContext{parent: r.Context(), r: r, timeout: timeout}
+// handshake is what the gate keeps of one handshake past its extractors,
+// in one allocation: the context its verifier receives and, once the
+// handshake is accepted, its place among the gate's live sessions.
+type handshake struct {
+	vctx verifyContext
+	live liveSession
+}
+
+// newHandshakeState returns the handshake state for verifying r's credential.
+func newHandshakeState(r *http.Request, timeout time.Duration) *handshake {
+	return &handshake{vctx: verifyContext{parent: r.Context(), r: r, timeout: timeout}}
 }
 
 // RequestFrom returns the handshake request a Gate is verifying, from the
