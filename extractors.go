@@ -564,7 +564,6 @@ func (e *extractor) fromQuery(r *http.Request, o *offered) (Credential, *Error) 
 	if found == 0 {
 		return Credential{}, errNoCredential
 	}
-	o.queryFound = true
 	if found > 1 {
 		return Credential{}, errAmbiguous.withSource(SourceQuery)
 	}

@@ -61,8 +61,7 @@ func (c *candidates) add(cred Credential, ex *extractor, err *Error, firstWins b
 
 // authenticate runs every deciding step of the gate on r. On success it
 // has removed the credential's subprotocol entry from r; whatever the
-// outcome, once the handshake checks pass it removes the Query extractors'
-// parameters from r.
+// outcome, it removes the Query extractors' parameters from r.
 func (g *Gate[P]) authenticate(r *http.Request) (Auth[P], *Error) {
 	var a Auth[P]
 	if g.verify == nil {
@@ -71,13 +70,12 @@ func (g *Gate[P]) authenticate(r *http.Request) (Auth[P], *Error) {
 	if g.observed() {
 		a.start = time.Now()
 	}
-	key, err := checkHandshake(r)
-	if err != nil {
-		return a, err
-	}
 	var o offered
-	err = g.decide(r, &o, &a)
-	if o.queryFound || g.queries > 0 && r.URL != nil && r.URL.RawQuery != "" {
+	key, err := checkHandshake(r)
+	if err == nil {
+		err = g.decide(r, &o, &a)
+	}
+	if g.queries > 0 && r.URL != nil && r.URL.RawQuery != "" {
 		g.stripQueries(r, &o)
 	}
 	if err != nil {
@@ -301,6 +299,9 @@ func (g *Gate[P]) accept(w http.ResponseWriter, r *http.Request, a *Auth[P]) (ne
 // refuses with close frames and the refusal has a close code, by upgrading
 // and sending the close frame. It reports the handshake.
 func (g *Gate[P]) refuse(w http.ResponseWriter, r *http.Request, e *Error, start time.Time) {
+	if start.IsZero() && g.observed() {
+		start = time.Now() // a refusal Authenticate did not make (Refuse with a bare sentinel)
+	}
 	var closeCode = e.CloseCode
 	if !g.closeFrames || closeCode == 0 {
 		closeCode = 0

@@ -467,3 +467,20 @@ func TestAllocationsPerHandshake(t *testing.T) {
 		}
 	}
 }
+
+func TestQueryTicketIsRemovedEvenFromAMalformedHandshake(t *testing.T) {
+	g := New(StaticToken(secret, user{"alice"}), Config{Extractors: []Extractor{Query("ticket")}})
+	r := newHandshake("/ws?ticket=" + secret + "&room=1")
+	r.Header.Del("Sec-WebSocket-Key")
+	_, err := g.Authenticate(r)
+	require.ErrorIs(t, err, ErrHandshake)
+	assert.Equal(t, "room=1", r.URL.RawQuery, "a later access log sees no ticket")
+}
+
+func TestRefuseOfABareSentinelReportsASaneDuration(t *testing.T) {
+	var ev HandshakeEvent
+	g := New(StaticToken(secret, user{"alice"}), Config{OnHandshake: func(e HandshakeEvent) { ev = e }})
+	g.Refuse(httptest.NewRecorder(), newHandshake("/ws"), ErrForbidden)
+	assert.Equal(t, http.StatusForbidden, ev.Status)
+	assert.Less(t, ev.Duration, time.Minute)
+}

@@ -23,10 +23,9 @@ type offered struct {
 	auth     []string
 	authRead bool
 
-	// queryFound is set when a Query extractor found its parameter; the
-	// first single occurrence found is raw[queryStart:queryEnd] of the
-	// query queryRaw, so that removing it costs no second scan.
-	queryFound           bool
+	// The first single occurrence of a Query extractor's parameter is
+	// queryRaw[queryStart:queryEnd], so that removing it costs no second
+	// scan.
 	queryStart, queryEnd int
 	queryRaw             string
 }
