@@ -195,3 +195,16 @@ func TestCustomInBandParser(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "alice message ", string(f.Payload))
 }
+
+func TestInBandSessionsKeepTheirExpiry(t *testing.T) {
+	g := New(expiringVerifier(200*time.Millisecond), Config{InBand: &InBandAuth{}})
+	srv := newServer(t, g.Handler(func(ctx context.Context, s Session[user]) {
+		<-ctx.Done()
+	}))
+	conn, br, resp := rawHandshake(t, strings.TrimPrefix(srv.URL, "http://"), "", clientFrame(authMessage(secret)))
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+	code, reason := readClose(t, br)
+	assert.Equal(t, CloseUnauthorized, code)
+	assert.Equal(t, "credential expired", reason)
+}
