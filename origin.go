@@ -3,6 +3,7 @@ package wsgate
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 )
 
@@ -222,6 +223,11 @@ func splitHostPort(s string) (host, port string, ok bool) {
 			if c := host[i]; !(isHex(c) || c == ':' || c == '.') {
 				return "", "", false
 			}
+		}
+		// A bracketed host is an IPv6 address (RFC 3986), as net/url
+		// requires too: "[0]" is not one.
+		if a, err := netip.ParseAddr(host[1 : len(host)-1]); err != nil || !a.Is6() {
+			return "", "", false
 		}
 		if s == "" {
 			return host, "", true
