@@ -15,19 +15,19 @@ import (
 	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsflate"
-	"github.com/gobwas/ws/wsutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/wsgate/wsgate/message"
 )
 
 // deflateEcho greets with whether compression was negotiated, then echoes
 // one message, compressed when it was.
 func deflateEcho(ctx context.Context, s Session[user]) {
 	hello := fmt.Sprintf("%s compression=%t", s.Principal.Name, s.Compression)
-	if WriteServerMessage(s.Conn, s.Compression, ws.OpText, []byte(hello)) != nil {
+	if message.Write(s.Conn, s.Compression, ws.OpText, []byte(hello)) != nil {
 		return
 	}
-	msg, op, err := ReadClientMessage(s.Conn, s.Compression, 0)
+	msg, op, err := message.Read(s.Conn, s.Compression, 0)
 	var perr ws.ProtocolError
 	if errors.As(err, &perr) {
 		_ = writeClose(s.Conn, ws.StatusProtocolError, string(perr))
@@ -35,7 +35,7 @@ func deflateEcho(ctx context.Context, s Session[user]) {
 	if err != nil {
 		return
 	}
-	_ = WriteServerMessage(s.Conn, s.Compression, op, append([]byte("echo: "), msg...))
+	_ = message.Write(s.Conn, s.Compression, op, append([]byte("echo: "), msg...))
 }
 
 // compressedClientFrame returns p as a masked, compressed client frame.
@@ -202,7 +202,7 @@ func TestDeflateMiddlewareReportsCompression(t *testing.T) {
 			return
 		}
 		defer conn.Close()
-		_ = WriteServerMessage(conn, compressed, ws.OpText, []byte("hello"))
+		_ = message.Write(conn, compressed, ws.OpText, []byte("hello"))
 	})))
 	_, br, resp := rawHandshake(t, strings.TrimPrefix(srv.URL, "http://"),
 		"Authorization: Bearer "+secret+"\r\nSec-WebSocket-Extensions: permessage-deflate\r\n", "")
@@ -211,76 +211,6 @@ func TestDeflateMiddlewareReportsCompression(t *testing.T) {
 	assert.Equal(t, "hello", readCompressed(t, br))
 	_, ok := AuthFrom[user](context.Background())
 	assert.False(t, ok)
-}
-
-func TestReadClientMessage(t *testing.T) {
-	frames := func(fs ...ws.Frame) *bytes.Buffer {
-		var b bytes.Buffer
-		for _, f := range fs {
-			require.NoError(t, ws.WriteFrame(&b, f))
-		}
-		return &b
-	}
-	type rw struct {
-		io.Reader
-		io.Writer
-	}
-	t.Run("inflates a compressed message and answers a ping in between", func(t *testing.T) {
-		in := frames(ws.MaskFrame(ws.NewPingFrame([]byte("p"))), compressedClientFrame(t, ws.OpText, []byte("hello")))
-		var out bytes.Buffer
-		p, op, err := ReadClientMessage(rw{in, &out}, true, 0)
-		require.NoError(t, err)
-		assert.Equal(t, ws.OpText, op)
-		assert.Equal(t, "hello", string(p))
-		pong, err := readFrame(&out)
-		require.NoError(t, err)
-		assert.Equal(t, ws.OpPong, pong.Header.OpCode)
-	})
-	t.Run("passes an uncompressed message through when compression is on", func(t *testing.T) {
-		in := frames(ws.MaskFrame(ws.NewTextFrame([]byte("plain"))))
-		p, _, err := ReadClientMessage(rw{in, io.Discard}, true, 0)
-		require.NoError(t, err)
-		assert.Equal(t, "plain", string(p))
-	})
-	t.Run("bounds the inflated size", func(t *testing.T) {
-		bomb := compressedClientFrame(t, ws.OpBinary, make([]byte, 1<<20))
-		assert.Less(t, len(bomb.Payload), 2<<10, "a megabyte of zeros deflates to a few bytes")
-		_, _, err := ReadClientMessage(rw{frames(bomb), io.Discard}, true, 64<<10)
-		assert.ErrorIs(t, err, ErrMessageTooBig)
-	})
-	t.Run("bounds an uncompressed frame before reading it", func(t *testing.T) {
-		in := frames(ws.MaskFrame(ws.NewBinaryFrame(make([]byte, 100))))
-		_, _, err := ReadClientMessage(rw{in, io.Discard}, false, 10)
-		assert.ErrorIs(t, err, ErrMessageTooBig)
-	})
-	t.Run("RSV1 without compression is a protocol error", func(t *testing.T) {
-		in := frames(compressedClientFrame(t, ws.OpText, []byte("x")))
-		_, _, err := ReadClientMessage(rw{in, io.Discard}, false, 0)
-		assert.Error(t, err)
-	})
-	t.Run("RSV2 is a protocol error even with compression", func(t *testing.T) {
-		f := ws.MaskFrame(ws.NewTextFrame([]byte("x")))
-		f.Header.Rsv = ws.Rsv(false, true, false)
-		_, _, err := ReadClientMessage(rw{frames(f), io.Discard}, true, 0)
-		assert.Error(t, err)
-	})
-	t.Run("a close frame is answered and returned", func(t *testing.T) {
-		in := frames(ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))))
-		var out bytes.Buffer
-		_, _, err := ReadClientMessage(rw{in, &out}, true, 0)
-		var closed wsutil.ClosedError
-		assert.ErrorAs(t, err, &closed)
-		assert.NotZero(t, out.Len())
-	})
-}
-
-func TestWriteServerMessageLeavesControlFramesUncompressed(t *testing.T) {
-	var b bytes.Buffer
-	require.NoError(t, WriteServerMessage(&b, true, ws.OpPing, []byte("p")))
-	f, err := readFrame(&b)
-	require.NoError(t, err)
-	assert.False(t, f.Header.Rsv1())
-	assert.Equal(t, "p", string(f.Payload))
 }
 
 var _ net.Conn = (*streamConn)(nil)

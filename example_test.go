@@ -14,6 +14,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 	"github.com/wsgate/wsgate"
+	"github.com/wsgate/wsgate/message"
 )
 
 type User struct{ Name string }
@@ -253,11 +254,11 @@ func ExampleConfig_compression() {
 	gate := wsgate.New(lookup, wsgate.Config{Compression: true})
 	http.Handle("/echo", gate.Handler(func(ctx context.Context, s wsgate.Session[User]) {
 		for {
-			msg, op, err := wsgate.ReadClientMessage(s.Conn, s.Compression, 1<<20)
+			msg, op, err := message.Read(s.Conn, s.Compression, 1<<20)
 			if err != nil {
 				return
 			}
-			if wsgate.WriteServerMessage(s.Conn, s.Compression, op, msg) != nil {
+			if message.Write(s.Conn, s.Compression, op, msg) != nil {
 				return
 			}
 		}

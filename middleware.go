@@ -78,10 +78,10 @@ type Config struct {
 	// client_no_context_takeover, so each message is compressed on its
 	// own; it declines (sends no extension header, and the handshake goes on
 	// uncompressed) an offer with an unknown, invalid or repeated parameter
-	// or with server_max_window_bits below 15. Auth.Compression (and
-	// CompressionFrom behind Middleware) says whether it was negotiated;
+	// or with server_max_window_bits below 15. Auth.Compression (AuthFrom
+	// behind Middleware) says whether it was negotiated;
 	// the application must then read and write with the extension, for
-	// example with ReadClientMessage and WriteServerMessage. Connections
+	// example with package message (Read and Write). Connections
 	// authenticated in band (Config.InBand) and connections refused with a
 	// close frame are never compressed.
 	Compression bool
@@ -199,7 +199,7 @@ type Auth[P any] struct {
 	// Compression reports whether permessage-deflate was negotiated (see
 	// Config.Compression): the client may then send messages with the RSV1
 	// bit, compressed without context takeover, and the server may send
-	// such messages. ReadClientMessage and WriteServerMessage handle both.
+	// such messages. message.Read and message.Write handle both.
 	Compression bool
 	// Expires is when the credential expires, as the Verifier reported it
 	// with SetExpiry, or the zero time. Session.Renew does not change it.

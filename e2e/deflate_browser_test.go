@@ -14,6 +14,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/wsgate/wsgate"
+	"github.com/wsgate/wsgate/message"
 )
 
 // bigSize is the size of the message the compression page sends: 64 KiB of
@@ -98,7 +99,7 @@ func (c *countingConn) Write(p []byte) (int, error) {
 
 // deflateServer serves the compression page, and /on/<case> and
 // /off/<case>: gates with and without Compression that read one message
-// with ReadClientMessage and write it back with WriteServerMessage.
+// with message.Read and write it back with message.Write.
 type deflateServer struct {
 	mu       sync.Mutex
 	sessions map[string]deflateSession
@@ -138,17 +139,17 @@ func (d *deflateServer) serve(id string, s wsgate.Session[user]) {
 		d.sessions[id] = e
 		d.mu.Unlock()
 		// Answer the page's close.
-		_, _, _ = wsgate.ReadClientMessage(s.Conn, s.Compression, 0)
+		_, _, _ = message.Read(s.Conn, s.Compression, 0)
 	}()
 	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
-	msg, op, err := wsgate.ReadClientMessage(c, s.Compression, bigSize)
+	msg, op, err := message.Read(c, s.Compression, bigSize)
 	e.In = c.in.Load()
 	if err != nil {
 		e.Err = err
 		return
 	}
 	e.Intact = op == ws.OpText && string(msg) == bigMessage
-	e.Err = wsgate.WriteServerMessage(c, s.Compression, op, msg)
+	e.Err = message.Write(c, s.Compression, op, msg)
 	e.Out = c.out.Load()
 }
 
@@ -173,8 +174,8 @@ func (d *deflateServer) session(t *testing.T, path string) deflateSession {
 // TestDeflateBrowser has Chromium negotiate permessage-deflate with a gate
 // that enables it, over ws:// (HTTP/1.1) and over wss:// (HTTP/2 extended
 // CONNECT), and send a 64 KiB compressible message that the server reads
-// with ReadClientMessage and writes back, compressed, with
-// WriteServerMessage. Against a gate without Compression, nothing is
+// with message.Read and writes back, compressed, with
+// message.Write. Against a gate without Compression, nothing is
 // negotiated and the same message goes through uncompressed.
 func TestDeflateBrowser(t *testing.T) {
 	bctx := startChromiumTLS(t)

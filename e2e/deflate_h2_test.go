@@ -12,6 +12,7 @@ import (
 	"github.com/gobwas/ws/wsflate"
 	"github.com/gobwas/ws/wsutil"
 	"github.com/wsgate/wsgate"
+	"github.com/wsgate/wsgate/message"
 )
 
 // deflateAnswer is the gate's answer to an acceptable permessage-deflate
@@ -22,10 +23,10 @@ const deflateAnswer = "permessage-deflate; server_no_context_takeover; client_no
 // one message, compressed when it was.
 func deflateEcho(ctx context.Context, s wsgate.Session[user]) {
 	hello := fmt.Sprintf("%s compression=%t", s.Principal.Name, s.Compression)
-	if wsgate.WriteServerMessage(s.Conn, s.Compression, ws.OpText, []byte(hello)) != nil {
+	if message.Write(s.Conn, s.Compression, ws.OpText, []byte(hello)) != nil {
 		return
 	}
-	msg, op, err := wsgate.ReadClientMessage(s.Conn, s.Compression, 0)
+	msg, op, err := message.Read(s.Conn, s.Compression, 0)
 	var perr ws.ProtocolError
 	if errors.As(err, &perr) {
 		_ = ws.WriteFrame(s.Conn, ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusProtocolError, string(perr))))
@@ -33,7 +34,7 @@ func deflateEcho(ctx context.Context, s wsgate.Session[user]) {
 	if err != nil {
 		return
 	}
-	_ = wsgate.WriteServerMessage(s.Conn, s.Compression, op, append([]byte("echo: "), msg...))
+	_ = message.Write(s.Conn, s.Compression, op, append([]byte("echo: "), msg...))
 }
 
 // compressedClientFrame returns p as a masked, compressed client frame.

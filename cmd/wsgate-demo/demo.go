@@ -16,6 +16,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 	"github.com/wsgate/wsgate"
+	"github.com/wsgate/wsgate/message"
 	"github.com/wsgate/wsgate/ticket"
 )
 
@@ -319,10 +320,10 @@ func (d *demo) echo(ctx context.Context, s wsgate.Session[user]) {
 		s.Conn.SetReadDeadline(time.Now().Add(idle))
 		// Answers pings and the client's close, and reads at most
 		// maxMessage bytes of a message.
-		msg, op, err := wsgate.ReadClientMessage(s.Conn, s.Compression, maxMessage)
+		msg, op, err := message.Read(s.Conn, s.Compression, maxMessage)
 		var protocolErr ws.ProtocolError
 		switch {
-		case errors.Is(err, wsgate.ErrMessageTooBig):
+		case errors.Is(err, message.ErrTooBig):
 			d.closeEcho(s, ws.StatusMessageTooBig, "message over 64 KiB")
 			return
 		case errors.As(err, &protocolErr):
@@ -331,7 +332,7 @@ func (d *demo) echo(ctx context.Context, s wsgate.Session[user]) {
 		case err != nil:
 			return // the client closed (and was answered), went away or stayed silent
 		}
-		if wsgate.WriteServerMessage(s.Conn, s.Compression, op, msg) != nil {
+		if message.Write(s.Conn, s.Compression, op, msg) != nil {
 			return
 		}
 	}
