@@ -118,6 +118,19 @@ func write101(conn net.Conn, rw *bufio.ReadWriter, key, protocol, ext string) er
 	if cap(b) < n {
 		b = make([]byte, 0, n)
 	}
+	b = append101(b, key, protocol, ext)
+	if bw == nil {
+		_, err := conn.Write(b)
+		return err
+	}
+	if _, err := bw.Write(b); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// append101 appends the 101 answering key, with the echo and the extension.
+func append101(b []byte, key, protocol, ext string) []byte {
 	b = append(b, switchHead...)
 	b = AppendAcceptKey(b, key)
 	if protocol != "" {
@@ -128,15 +141,7 @@ func write101(conn net.Conn, rw *bufio.ReadWriter, key, protocol, ext string) er
 		b = append(b, extHeader...)
 		b = append(b, ext...)
 	}
-	b = append(b, "\r\n\r\n"...)
-	if bw == nil {
-		_, err := conn.Write(b)
-		return err
-	}
-	if _, err := bw.Write(b); err != nil {
-		return err
-	}
-	return bw.Flush()
+	return append(b, "\r\n\r\n"...)
 }
 
 // hijacker returns w, or the writer it wraps (through Unwrap() methods, as

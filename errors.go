@@ -263,37 +263,58 @@ func WriteError(w http.ResponseWriter, err error) {
 // credential, and h2 leaves out Connection: close.
 func writeError(w http.ResponseWriter, e *Error, ch *challenges, basic, h2 bool) {
 	h := w.Header()
-	if !h2 {
-		h["Connection"] = hdrClose
-	}
 	h["Content-Type"] = hdrTextPlain
-	h["X-Content-Type-Options"] = hdrNoSniff
-	h["Cache-Control"] = hdrNoStore
+	hdrs, n := refusalHeaders(e, ch, basic, h2)
+	for _, p := range hdrs[:n] {
+		h[p.key] = p.values
+	}
+	w.WriteHeader(e.Status)
+	io.WriteString(w, e.Reason)
+	io.WriteString(w, "\n")
+}
+
+// headerPair is one header of a refusal.
+type headerPair struct {
+	key    string // canonical
+	values []string
+}
+
+// refusalHeaders returns the headers of the answer to e but Content-Type,
+// which both writers of refusals (writeError, and writeRawError on the raw
+// path) write themselves.
+func refusalHeaders(e *Error, ch *challenges, basic, h2 bool) (h [6]headerPair, n int) {
+	add := func(k string, v []string) {
+		h[n] = headerPair{k, v}
+		n++
+	}
+	if !h2 {
+		add("Connection", hdrClose)
+	}
+	add("X-Content-Type-Options", hdrNoSniff)
+	add("Cache-Control", hdrNoStore)
 	switch e.hdr {
 	case allowHeader:
-		h["Allow"] = hdrAllowGet
+		add("Allow", hdrAllowGet)
 	case upgradeHeader:
-		h["Upgrade"] = hdrUpgradeWS
+		add("Upgrade", hdrUpgradeWS)
 	case versionHeader:
-		h["Sec-Websocket-Version"] = hdrVersion13
+		add("Sec-Websocket-Version", hdrVersion13)
 	}
 	switch {
 	case e.Source == SourceBasic || e.kind == ErrNoCredential && basic:
 		// A Basic client is answered in its own scheme, which has no
 		// error codes (RFC 7617).
 		if e.Status == http.StatusUnauthorized {
-			h["Www-Authenticate"] = ch.basic
+			add("Www-Authenticate", ch.basic)
 		}
 	case e.Code == "invalid_request":
-		h["Www-Authenticate"] = ch.invalidRequest
+		add("Www-Authenticate", ch.invalidRequest)
 	case e.Code == "invalid_token":
-		h["Www-Authenticate"] = ch.invalidToken
+		add("Www-Authenticate", ch.invalidToken)
 	case e.Code == "insufficient_scope":
-		h["Www-Authenticate"] = ch.insufficientScope
+		add("Www-Authenticate", ch.insufficientScope)
 	case e.kind == ErrNoCredential:
-		h["Www-Authenticate"] = ch.bearer
+		add("Www-Authenticate", ch.bearer)
 	}
-	w.WriteHeader(e.Status)
-	io.WriteString(w, e.Reason)
-	io.WriteString(w, "\n")
+	return h, n
 }

@@ -126,7 +126,7 @@ func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time
 	cred.Source = SourceMessage
 	a := Auth[P]{Source: SourceMessage, Protocol: protocol}
 	var verr *Error
-	a.hs, verr = g.verifyCredential(r, cred, &a.Principal)
+	a.hs, verr = g.verifyCredential(r, cred, &a.Principal, nil)
 	if verr != nil {
 		code := verr.CloseCode
 		closeHandshake(conn, code, closeReason(verr.Reason), 0)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -85,6 +86,17 @@ type Config struct {
 	// authenticated in band (Config.InBand) and connections refused with a
 	// close frame are never compressed.
 	Compression bool
+
+	// MaxHandshakeBytes bounds the request line and headers of a handshake
+	// that Gate.UpgradeConn or Gate.Serve reads (default 16 KiB); a longer
+	// one is refused with 431. The net/http entry points rely on
+	// http.Server's MaxHeaderBytes instead.
+	MaxHandshakeBytes int
+	// HandshakeTimeout bounds the whole handshake on Gate.UpgradeConn and
+	// Gate.Serve, from the first byte read to the answer written (default
+	// 10 s): a client that is slower is disconnected without an answer. The
+	// net/http entry points rely on http.Server's ReadHeaderTimeout instead.
+	HandshakeTimeout time.Duration
 }
 
 const defaultRealm = "wsgate"
@@ -122,6 +134,11 @@ type Gate[P any] struct {
 
 	logger      *slog.Logger
 	onHandshake func(HandshakeEvent)
+
+	// The raw path (raw.go).
+	rawPool          sync.Pool // of *rawState[P]
+	maxHandshake     int
+	handshakeTimeout time.Duration
 }
 
 // New returns a Gate that verifies credentials with verify. It panics if
@@ -150,6 +167,9 @@ func New[P any](verify Verifier[P], cfg Config) *Gate[P] {
 		onHandshake:   cfg.OnHandshake,
 		closeFrames:   cfg.RefuseWithCloseFrame,
 		compression:   cfg.Compression,
+
+		maxHandshake:     cfg.MaxHandshakeBytes,
+		handshakeTimeout: cfg.HandshakeTimeout,
 	}
 	if cfg.InBand != nil {
 		g.inband = cfg.InBand.withDefaults()
@@ -176,6 +196,7 @@ func New[P any](verify Verifier[P], cfg Config) *Gate[P] {
 	if g.verifyTimeout <= 0 {
 		g.verifyTimeout = defaultVerifyTimeout
 	}
+	g.rawPool.New = func() any { return newRawState(g) }
 	realm := cfg.Realm
 	if realm == "" {
 		realm = defaultRealm
@@ -251,7 +272,7 @@ type Session[P any] struct {
 // Config.InBand does not apply here: a handshake without a credential is
 // refused.
 func (g *Gate[P]) Authenticate(r *http.Request) (Auth[P], error) {
-	a, err := g.authenticate(r)
+	a, err := g.authenticate(r, nil)
 	if err != nil {
 		e := err.clone()
 		if g.observed() {
@@ -322,7 +343,7 @@ func (g *Gate[P]) Refuse(w http.ResponseWriter, r *http.Request, err error) {
 // itself. Config.InBand does not apply here.
 func (g *Gate[P]) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a, err := g.authenticate(r)
+		a, err := g.authenticate(r, nil)
 		if err != nil {
 			g.refuse(w, r, err, a.start)
 			return
@@ -340,7 +361,7 @@ func (g *Gate[P]) Middleware(next http.Handler) http.Handler {
 // authentication (Config.InBand) fails.
 func (g *Gate[P]) Handler(serve func(ctx context.Context, s Session[P])) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a, err := g.authenticate(r)
+		a, err := g.authenticate(r, nil)
 		if err != nil {
 			if g.inband != nil && err.kind == ErrNoCredential {
 				start := a.start

@@ -62,7 +62,10 @@ func (c *candidates) add(cred Credential, ex *extractor, err *Error, firstWins b
 // authenticate runs every deciding step of the gate on r. On success it
 // has removed the credential's subprotocol entry from r; whatever the
 // outcome, it removes the Query extractors' parameters from r.
-func (g *Gate[P]) authenticate(r *http.Request) (Auth[P], *Error) {
+//
+// rv is nil but on the raw path (raw.go), where r is a pooled view of the
+// request and rv keeps what must outlive it.
+func (g *Gate[P]) authenticate(r *http.Request, rv rawView) (Auth[P], *Error) {
 	var a Auth[P]
 	if g.verify == nil {
 		return a, errNoVerifier
@@ -73,9 +76,9 @@ func (g *Gate[P]) authenticate(r *http.Request) (Auth[P], *Error) {
 	var o offered
 	key, err := checkHandshake(r)
 	if err == nil {
-		err = g.decide(r, &o, &a)
+		err = g.decide(r, &o, &a, rv)
 	}
-	if g.queries > 0 && r.URL != nil && r.URL.RawQuery != "" {
+	if !o.stripped {
 		g.stripQueries(r, &o)
 	}
 	if err != nil {
@@ -86,7 +89,7 @@ func (g *Gate[P]) authenticate(r *http.Request) (Auth[P], *Error) {
 }
 
 // decide is authenticate past the handshake checks.
-func (g *Gate[P]) decide(r *http.Request, o *offered, a *Auth[P]) *Error {
+func (g *Gate[P]) decide(r *http.Request, o *offered, a *Auth[P], rv rawView) *Error {
 	h := r.Header
 	// The origin policy. Sec-Fetch-Site is an extra signal for requests
 	// that are not plainly from the server's own origin.
@@ -170,7 +173,10 @@ func (g *Gate[P]) decide(r *http.Request, o *offered, a *Auth[P]) *Error {
 		}
 	}
 
-	hs, err := g.verifyCredential(r, cred, &a.Principal)
+	// The verifier sees the request without the Query extractors'
+	// parameters (see RequestFrom).
+	g.stripQueries(r, o)
+	hs, err := g.verifyCredential(r, cred, &a.Principal, rv)
 	if err != nil {
 		return err
 	}
@@ -246,8 +252,13 @@ func removeSecrets(r *http.Request, lines []string, o *offered) {
 	}
 }
 
-// stripQueries removes every Query extractor's parameter from r.
+// stripQueries removes every Query extractor's parameter from r, once.
 func (g *Gate[P]) stripQueries(r *http.Request, o *offered) {
+	if o.stripped || g.queries == 0 || r.URL == nil || r.URL.RawQuery == "" {
+		o.stripped = true
+		return
+	}
+	o.stripped = true
 	for i := range g.extractors {
 		ex := g.extractors[i].builtin
 		if ex == nil || ex.kind != kindQuery {
@@ -265,8 +276,13 @@ func (g *Gate[P]) stripQueries(r *http.Request, o *offered) {
 // verifyCredential runs the Verifier on cred under the verification
 // deadline, sets *p to the principal, and returns the handshake state, which
 // holds the expiry the Verifier set (vctx.expiry).
-func (g *Gate[P]) verifyCredential(r *http.Request, cred Credential, p *P) (*handshake, *Error) {
-	hs := newHandshakeState(r, g.verifyTimeout) // the context carries r for RequestFrom
+func (g *Gate[P]) verifyCredential(r *http.Request, cred Credential, p *P, rv rawView) (*handshake, *Error) {
+	var hs *handshake
+	if rv != nil {
+		hs, cred = rv.keep(cred, g.verifyTimeout)
+	} else {
+		hs = newHandshakeState(r, g.verifyTimeout) // the context carries r for RequestFrom
+	}
 	vctx := &hs.vctx
 	var err error
 	*p, err = g.verify(vctx, cred)

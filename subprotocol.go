@@ -28,6 +28,8 @@ type offered struct {
 	// scan.
 	queryStart, queryEnd int
 	queryRaw             string
+	// stripped is set once the Query extractors' parameters are removed.
+	stripped bool
 }
 
 // maxEmptyProtocols bounds the empty list elements (", ,") a
@@ -92,7 +94,7 @@ func (o *offered) selectFor(protocols []string) string {
 	for _, p := range protocols {
 		for i, e := range o.list[:o.n] {
 			if e == p && !o.isSecret(i) {
-				return e
+				return p // the gate's own string, which outlives the request
 			}
 		}
 	}

@@ -86,6 +86,7 @@ const defaultVerifyTimeout = 10 * time.Second
 type verifyContext struct {
 	parent  context.Context
 	r       *http.Request
+	facts   *requestFacts // on the raw path, instead of r
 	timeout time.Duration
 
 	mu         sync.Mutex
@@ -114,14 +115,32 @@ func newHandshakeState(r *http.Request, timeout time.Duration) *handshake {
 // RequestFrom returns the handshake request a Gate is verifying, from the
 // context its Verifier receives, or nil for any other context. Verifiers
 // use it to check properties of the handshake beyond the credential
-// (package ticket checks a ticket's bindings with it). By then the
-// credential has been removed from the request's query; the request must
-// not be modified.
+// (package ticket checks a ticket's bindings with it). By then the Query
+// extractors' parameters have been removed from the request's query; the
+// request must not be modified.
+//
+// On the raw path (Gate.UpgradeConn, Gate.Serve), where no http.Request was
+// parsed, it returns one made on first use from what the gate kept of the
+// handshake: Method, Proto, Host, RemoteAddr, TLS, RequestURI and URL (path
+// and query, without the Query extractors' parameters), and the headers
+// Origin, Sec-Fetch-Site, X-Forwarded-For, X-Forwarded-Proto and
+// X-Forwarded-Host; never a credential's header. There it also works with
+// the context Gate.Serve hands to its callback.
 func RequestFrom(ctx context.Context) *http.Request {
-	if c, ok := ctx.Value(requestKey{}).(*verifyContext); ok {
-		return c.r
+	if s, ok := ctx.Value(requestKey{}).(requestSource); ok {
+		return s.request()
 	}
 	return nil
+}
+
+// requestSource is what RequestFrom finds in a context.
+type requestSource interface{ request() *http.Request }
+
+func (c *verifyContext) request() *http.Request {
+	if c.facts != nil {
+		return c.facts.request()
+	}
+	return c.r
 }
 
 type requestKey struct{}
