@@ -563,9 +563,9 @@ type requestFacts struct {
 	store  []byte
 	inline [rawInline]byte
 
-	method, uri, path, query, host, remote string
-	hdr                                    [len(factHeaders)]string
-	tls                                    *tls.ConnectionState
+	method, path, query, host, remote string
+	hdr                               [len(factHeaders)]string
+	tls                               *tls.ConnectionState
 
 	once sync.Once
 	req  *http.Request
