@@ -2,6 +2,7 @@ package wsgate
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"net/http"
@@ -762,4 +763,72 @@ func offeredEntry(lines []string, p string) bool {
 		}
 	}
 	return false
+}
+
+// FuzzRawHandshake feeds arbitrary bytes to the raw path (Gate.UpgradeConn,
+// whose gobwas Upgrader hooks collect the headers): it never panics, answers
+// either nothing (no complete request), a 101 for a verified credential or
+// an HTTP refusal, and never repeats the credential.
+func FuzzRawHandshake(f *testing.F) {
+	seeds := []*http.Request{
+		newHandshake("/ws", "Sec-WebSocket-Protocol", "chat, access_token, "+secret, "Origin", "http://127.0.0.1:8080"),
+		newHandshake("/ws", "Connection", "keep-alive, Upgrade", "Cookie", "session="+secret, "Origin", "http://127.0.0.1:8080"),
+		newHandshake("/ws", "Sec-WebSocket-Protocol", "v5.channel.k8s.io, "+KubernetesPrefix+b64url(secret)),
+		newHandshake("/ws", "Authorization", "Bearer "+secret, "Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits"),
+		newHandshake("/ws", "Authorization", basicAuth(secret, "")),
+		newHandshake("/ws?access_token=" + secret + "&room=1"),
+		newHandshake("/ws", "Authorization", "Bearer "+secret, "Origin", "http://evil.example"),
+	}
+	for _, r := range seeds {
+		f.Add(wireRequest(r))
+	}
+	f.Add([]byte("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + rfc6455Key + "\r\nSec-WebSocket-Key: " + rfc6455Key + "\r\n\r\n"))
+	f.Add([]byte("POST /ws HTTP/1.0\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"))
+	v := &fuzzVerifier{}
+	g := New(v.verify, allWays())
+	f.Fuzz(func(t *testing.T, wire []byte) {
+		v.mu.Lock()
+		v.tokens, v.ok = v.tokens[:0], false
+		v.mu.Unlock()
+		var out bytes.Buffer
+		s, err := g.UpgradeConn(&memConn{in: wire, out: &out})
+		if err == nil {
+			s.Conn.Close()
+		}
+		text := out.String()
+		if strings.Contains(text, secret) || strings.Contains(text, b64url(secret)) {
+			t.Fatalf("answer contains the token: %q", text)
+		}
+		v.mu.Lock()
+		verified, tokens := v.ok, append([]string(nil), v.tokens...)
+		v.mu.Unlock()
+		if text == "" {
+			if err == nil {
+				t.Fatal("a session without a 101")
+			}
+			return
+		}
+		resp, rerr := http.ReadResponse(bufio.NewReader(strings.NewReader(text)), nil)
+		if rerr != nil {
+			t.Fatalf("unreadable answer %q: %v", text, rerr)
+		}
+		defer resp.Body.Close()
+		switch {
+		case resp.StatusCode == http.StatusSwitchingProtocols && err == nil:
+			if !verified || s.Principal.Name != "alice" {
+				t.Fatalf("101 for an unverified credential: %q", text)
+			}
+			if p := resp.Header.Get("Sec-Websocket-Protocol"); p != "" && p != "chat" && p != DefaultMarker {
+				t.Fatalf("101 echoes %q", p)
+			}
+		case resp.StatusCode < 400 || err == nil:
+			t.Fatalf("status %d with error %v", resp.StatusCode, err)
+		}
+		echoed := resp.Header.Get("Www-Authenticate") + "|" + resp.Header.Get("Sec-Websocket-Protocol")
+		for _, tok := range tokens {
+			if len(tok) >= 8 && strings.Contains(echoed, tok) {
+				t.Fatalf("answer repeats credential %q: %q", tok, text)
+			}
+		}
+	})
 }
