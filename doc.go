@@ -17,6 +17,10 @@
 // Every entry point runs that pipeline and answers alike: Gate.Handler
 // upgrades and hands the Session to a callback; Gate.Middleware puts the
 // outcome in the request context (AuthFrom) for a handler that calls
-// Upgrade; and frameworks call Gate.Authenticate, then Gate.Refuse or
-// Gate.Accept. One-time tickets are in the subpackage ticket.
+// Upgrade; frameworks call Gate.Authenticate, then Gate.Refuse or
+// Gate.Accept; and servers without net/http hand a net.Conn to
+// Gate.UpgradeConn, or a net.Listener to Gate.Serve, which read the
+// handshake with gobwas/ws's Upgrader. One-time tickets are in the
+// subpackage ticket; whole-message reading and writing, with or without
+// permessage-deflate, in the subpackage message.
 package wsgate

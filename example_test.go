@@ -6,6 +6,7 @@ import (
 	"expvar"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -189,6 +190,41 @@ func ExampleGate_Accept() {
 	}
 	// Output:
 	// hello alice over chat
+	// unexpected HTTP response status: 401
+}
+
+// A server that skips net/http serves the gate on its own listener: the
+// handshake is read from the connection by gobwas/ws's Upgrader, with the
+// same checks and answers as on the net/http path.
+func ExampleGate_Serve() {
+	gate := wsgate.New(lookup, wsgate.Config{Protocols: []string{"chat"}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer ln.Close()
+	go gate.Serve(ln, func(ctx context.Context, s wsgate.Session[User]) {
+		if _, err := wsutil.ReadClientText(s.Conn); err == nil {
+			path := wsgate.RequestFrom(ctx).URL.Path
+			_ = wsutil.WriteServerText(s.Conn, []byte("hello "+s.Principal.Name+" on "+path))
+		}
+	})
+
+	for _, token := range []string{"s3cret", "wrong"} {
+		d := ws.Dialer{Protocols: []string{"chat", "access_token", token}}
+		conn, _, _, err := d.Dial(context.Background(), "ws://"+ln.Addr().String()+"/rooms/7")
+		if err != nil {
+			fmt.Println(err)
+			continue
+		}
+		_ = wsutil.WriteClientText(conn, []byte("hi"))
+		msg, _ := wsutil.ReadServerText(conn)
+		fmt.Println(string(msg))
+		conn.Close()
+	}
+	// Output:
+	// hello alice on /rooms/7
 	// unexpected HTTP response status: 401
 }
 

@@ -110,8 +110,9 @@ const defaultRealm = "wsgate"
 // after the upgrade.
 //
 // Every entry point runs that same pipeline and answers alike: Handler,
-// Middleware with Upgrade, and Authenticate with Accept or Refuse for
-// frameworks.
+// Middleware with Upgrade, Authenticate with Accept or Refuse for
+// frameworks, and UpgradeConn and Serve for servers that read handshakes
+// from a net.Conn without net/http.
 //
 // P is the type of the principal the Verifier returns; it reaches user code
 // typed, through Session or AuthFrom. A Gate is safe for concurrent use. The
