@@ -330,6 +330,13 @@ func (s *rawState[P]) readHead() error {
 		m, err := s.conn.Read(s.in[s.n:])
 		from := max(0, s.n-3)
 		s.n += m
+		if bytes.HasSuffix(s.in[:s.n], crlfcrlf) {
+			// The usual case: a client sends the request and waits. An
+			// earlier blank line (bytes sent past the request that end like
+			// one) is found by scanHidden, which sets the true end.
+			s.end = s.n
+			return nil
+		}
 		if i := bytes.Index(s.in[from:s.n], crlfcrlf); i >= 0 {
 			s.end = from + i + len(crlfcrlf)
 			return nil
@@ -402,14 +409,18 @@ func (s *rawState[P]) onExtensions(v []byte, exts []httphead.Option) ([]httphead
 // which the Upgrader does not hand to hooks, from the header block.
 func (s *rawState[P]) scanHidden() {
 	b := s.in[:s.end]
-	i := bytes.IndexByte(b, '\n')
-	for i >= 0 && i+1 < len(b) {
-		b = b[i+1:]
-		i = bytes.IndexByte(b, '\n')
+	pos := bytes.IndexByte(b, '\n') + 1 // past the request line
+	for pos > 0 && pos < len(b) {
+		i := bytes.IndexByte(b[pos:], '\n')
 		if i < 0 {
 			return
 		}
-		line := b[:i]
+		line := b[pos : pos+i]
+		pos += i + 1
+		if len(line) <= 1 {
+			s.end = pos // the blank line: the request ends here
+			return
+		}
 		if len(line) < 18 || line[0]|0x20 != 's' || line[3] != '-' {
 			continue
 		}
