@@ -4,12 +4,17 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha1"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	coder "github.com/coder/websocket"
@@ -35,8 +40,10 @@ const (
 // User is the principal of the wsgate cases.
 type User struct{ Name string }
 
-// Case is one way of answering a handshake: a handler and the request it
-// expects.
+// Case is one way of answering a handshake: a server and the request it
+// expects. A case is served either by net/http (Handler) or straight from
+// the net.Conn, without net/http (Conn, and Serve end to end): exactly one
+// of Handler and Conn is set.
 type Case struct {
 	// Name is the benchmark name: "Floor", "Gorilla",
 	// "WsgateHandler/subprotocol", ...
@@ -51,6 +58,31 @@ type Case struct {
 	// Handler answers the handshake: a 101 on the hijacked connection,
 	// which it then closes.
 	Handler http.Handler
+	// Conn answers the handshake it reads from conn, without net/http: a
+	// 101, then it closes conn. The in-process benchmarks call it on a
+	// MemConn holding the request's bytes (WireRequest).
+	Conn func(conn net.Conn)
+	// Serve serves the case on ln end to end, until ln is closed; it is
+	// optional for a Conn case (nil: ServeConns(ln, Conn), one goroutine
+	// per connection) and unused for a Handler case, which net/http serves.
+	Serve func(ln net.Listener) error
+}
+
+// Raw reports whether c is served from the net.Conn, without net/http.
+func (c Case) Raw() bool { return c.Handler == nil }
+
+// ServeListener serves c on ln until ln is closed: raw cases with Serve (or
+// ServeConns), the others with srv, whose Handler it sets to c.Handler.
+func (c Case) ServeListener(ln net.Listener, srv *http.Server) error {
+	switch {
+	case c.Handler != nil:
+		srv.Handler = c.Handler
+		return srv.Serve(ln)
+	case c.Serve != nil:
+		return c.Serve(ln)
+	default:
+		return ServeConns(ln, c.Conn)
+	}
 }
 
 var (
@@ -164,6 +196,141 @@ func Coder(w http.ResponseWriter, r *http.Request) {
 	c.CloseNow()
 }
 
+// RawRequestMax is the largest request RawFloor reads: a longer one is
+// answered 431. RawReadTimeout is how long the raw cases wait for the
+// whole request.
+const (
+	RawRequestMax  = 4096
+	RawReadTimeout = 5 * time.Second
+)
+
+// rawBuf is RawFloor's memory for one handshake, pooled: the request and
+// the 101.
+type rawBuf struct {
+	in  [RawRequestMax]byte
+	out [256]byte
+}
+
+var (
+	rawBufs       = sync.Pool{New: func() any { return new(rawBuf) }}
+	rawTooLarge   = []byte("HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+	rawBadRequest = []byte("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+	headEnd       = []byte("\r\n\r\n")
+	keyName       = []byte("Sec-WebSocket-Key")
+)
+
+// RawFloor is the floor of a server without net/http: it reads the request
+// from conn (at most RawRequestMax bytes, within RawReadTimeout), finds
+// Sec-WebSocket-Key, writes the 101 with its Sec-WebSocket-Accept and, as
+// Floor does, the Protocol echo without looking at the offer, then closes
+// conn. It checks nothing else. Its buffers are pooled, so a handshake
+// allocates nothing (TestRawFloorAllocatesNothing).
+func RawFloor(conn net.Conn) {
+	defer conn.Close()
+	b := rawBufs.Get().(*rawBuf)
+	defer rawBufs.Put(b)
+	conn.SetReadDeadline(time.Now().Add(RawReadTimeout))
+	n, end := 0, -1
+	for end < 0 {
+		if n == len(b.in) {
+			conn.Write(rawTooLarge)
+			return
+		}
+		k, err := conn.Read(b.in[n:])
+		from := max(0, n-len(headEnd)+1)
+		n += k
+		if i := bytes.Index(b.in[from:n], headEnd); i >= 0 {
+			end = from + i
+			break
+		}
+		if err != nil {
+			return
+		}
+	}
+	key := headerValue(b.in[:end], keyName)
+	if len(key) == 0 || len(key) > 64 {
+		conn.Write(rawBadRequest)
+		return
+	}
+	out := append(b.out[:0], "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
+	out = appendAccept(out, key)
+	out = append(out, "\r\nSec-WebSocket-Protocol: "+Protocol+"\r\n\r\n"...)
+	conn.Write(out)
+}
+
+// headerValue returns the value, trimmed, of the first header line of head
+// named name (case-insensitively), or nil. The request line is skipped.
+func headerValue(head, name []byte) []byte {
+	_, rest, _ := bytes.Cut(head, []byte("\r\n"))
+	for len(rest) > 0 {
+		var line []byte
+		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if ok && bytes.EqualFold(bytes.TrimRight(k, " \t"), name) {
+			return bytes.Trim(v, " \t")
+		}
+	}
+	return nil
+}
+
+// appendAccept appends the Sec-WebSocket-Accept value for key (at most 64
+// bytes), without allocating.
+func appendAccept(dst, key []byte) []byte {
+	const guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+	var in [64 + len(guid)]byte
+	m := copy(in[:], key)
+	m += copy(in[m:], guid)
+	sum := sha1.Sum(in[:m])
+	var enc [28]byte
+	base64.StdEncoding.Encode(enc[:], sum[:])
+	return append(dst, enc[:]...)
+}
+
+// ServeConns accepts connections on ln and calls serve on each in its own
+// goroutine, until ln is closed (it then returns nil). When the process is
+// out of file descriptors it waits and retries, as net/http does.
+func ServeConns(ln net.Listener, serve func(net.Conn)) error {
+	var delay time.Duration
+	for {
+		conn, err := ln.Accept()
+		switch {
+		case err == nil:
+			delay = 0
+			go serve(conn)
+		case errors.Is(err, net.ErrClosed):
+			return nil
+		case errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE):
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			time.Sleep(delay)
+		default:
+			return err
+		}
+	}
+}
+
+// GobwasRaw upgrades with gobwas/ws's zero-value Upgrader, straight from
+// conn: no subprotocol selection (the 101 echoes none), no request size
+// bound, then closes conn. Like RawFloor it reads within RawReadTimeout.
+func GobwasRaw(conn net.Conn) {
+	conn.SetReadDeadline(time.Now().Add(RawReadTimeout))
+	if _, err := (ws.Upgrader{}).Upgrade(conn); err == nil {
+		conn.SetReadDeadline(time.Time{})
+	}
+	conn.Close()
+}
+
+var gobwasRawProtocol = ws.Upgrader{Protocol: func(p []byte) bool { return string(p) == Protocol }}
+
+// GobwasRawProtocol is GobwasRaw with a Protocol selector: the 101 echoes
+// Protocol.
+func GobwasRawProtocol(conn net.Conn) {
+	conn.SetReadDeadline(time.Now().Add(RawReadTimeout))
+	if _, err := gobwasRawProtocol.Upgrade(conn); err == nil {
+		conn.SetReadDeadline(time.Time{})
+	}
+	conn.Close()
+}
+
 // Naive is an authenticated handler as users write it today: read the
 // Bearer token, compare it in constant time, then upgrade with gobwas/ws.
 func Naive(w http.ResponseWriter, r *http.Request) {
@@ -248,6 +415,15 @@ func Cases() []Case {
 			Protocol: Protocol, Handler: http.HandlerFunc(Naive)},
 	}
 	ways := Ways()
+	sub := ways[0]
+	// The raw cases, served from the net.Conn. The gobwas ones get the
+	// subprotocol credential's request, the bytes an authenticated raw
+	// upgrade reads.
+	cs = append(cs,
+		Case{Name: "RawFloor", Target: "/ws", Header: chat, Protocol: Protocol, Conn: RawFloor},
+		Case{Name: "GobwasRaw", Target: sub.Target, Header: sub.Header, Conn: GobwasRaw},
+		Case{Name: "GobwasRawProtocol", Target: sub.Target, Header: sub.Header, Protocol: Protocol, Conn: GobwasRawProtocol},
+	)
 	for _, form := range []string{"WsgateHandler", "WsgateMiddleware"} {
 		for _, w := range ways {
 			g := NewGate(w.Extractor)
@@ -262,7 +438,6 @@ func Cases() []Case {
 	for i, w := range ways {
 		all[i] = w.Extractor
 	}
-	sub := ways[0]
 	cs = append(cs,
 		Case{Name: "WsgateExtractors/1", Target: sub.Target, Header: sub.Header, Protocol: Protocol, Handler: GateHandler(NewGate(sub.Extractor))},
 		Case{Name: "WsgateExtractors/6", Target: sub.Target, Header: sub.Header, Protocol: Protocol, Handler: GateHandler(NewGate(all...))},
@@ -286,10 +461,11 @@ func Cases() []Case {
 	return cs
 }
 
-// E2ECases returns the cases the end-to-end program serves.
+// E2ECases returns the cases the end-to-end program serves: the in-process
+// cases of these names.
 func E2ECases() []Case {
 	want := map[string]bool{"Floor": true, "Validate101": true, "GobwasProtocol": true, "Gorilla": true, "Coder": true,
-		"WsgateHandler/subprotocol": true, "WsgateMiddleware/subprotocol": true}
+		"WsgateHandler/subprotocol": true, "WsgateMiddleware/subprotocol": true, "RawFloor": true, "GobwasRaw": true}
 	var cs []Case
 	for _, c := range Cases() {
 		if want[c.Name] {

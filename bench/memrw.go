@@ -5,8 +5,9 @@
 // It is its own module, so users of wsgate never download the contenders.
 // The cases (cases.go) are shared by the in-process benchmarks
 // (handshake_test.go), which serve them on the in-memory HijackWriter of this
-// file, and by the end-to-end program cmd/e2ebench, which serves them with
-// net/http on 127.0.0.1.
+// file (the raw cases, which read the request from a net.Conn, on its
+// MemConn), and by the end-to-end program cmd/e2ebench, which serves them
+// on 127.0.0.1.
 package bench
 
 import (
@@ -163,11 +164,22 @@ type MemConn struct {
 	closed bool
 }
 
-func (c *MemConn) reset() {
-	c.in = nil
+func (c *MemConn) reset() { c.Reset(nil) }
+
+// Reset makes c ready for another connection without allocating: open,
+// nothing written, and reads returning in (which must stay unchanged while
+// c reads it).
+func (c *MemConn) Reset(in []byte) {
+	c.in = in
 	c.out.Reset()
 	c.closed = false
 }
+
+// Out is everything written to c since Reset.
+func (c *MemConn) Out() []byte { return c.out.Bytes() }
+
+// Closed reports whether c was closed since Reset.
+func (c *MemConn) Closed() bool { return c.closed }
 
 // Read implements net.Conn; it returns io.EOF when the input is consumed.
 func (c *MemConn) Read(p []byte) (int, error) {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -64,6 +65,83 @@ func TestFloorAllocatesNothing(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("Floor: %v allocations, want 0", allocs)
+	}
+}
+
+// TestMemConnAllocatesNothing: a raw case measures its own allocations
+// only: reset, read the request, write and close cost nothing.
+func TestMemConnAllocatesNothing(t *testing.T) {
+	wire := WireRequest(Cases()[0], Host)
+	c := &MemConn{}
+	c.out.Grow(4096)
+	var buf [64]byte
+	allocs := testing.AllocsPerRun(1000, func() {
+		c.Reset(wire)
+		for {
+			if _, err := c.Read(buf[:]); err != nil {
+				break
+			}
+		}
+		c.Write(wire)
+		c.Close()
+	})
+	if allocs != 0 {
+		t.Fatalf("reset, read, write and close: %v allocations, want 0", allocs)
+	}
+}
+
+// TestRawFloorAllocatesNothing: the raw floor's buffers are pooled, so the
+// raw path's floor is zero allocations in process.
+func TestRawFloorAllocatesNothing(t *testing.T) {
+	c := Case{Target: "/ws", Header: []string{"Sec-WebSocket-Protocol", Protocol}}
+	wire := WireRequest(c, Host)
+	conn := &MemConn{}
+	conn.out.Grow(4096)
+	RawFloor(conn) // fill the pool
+	allocs := testing.AllocsPerRun(1000, func() {
+		conn.Reset(wire)
+		RawFloor(conn)
+	})
+	if allocs != 0 {
+		t.Fatalf("RawFloor: %v allocations, want 0", allocs)
+	}
+	if err := CheckResponse(conn.Out(), Protocol); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRawFloorBounds: a request longer than RawRequestMax is answered 431,
+// one without a key 400, and neither is upgraded.
+func TestRawFloorBounds(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		wire string
+		want string
+	}{
+		{
+			name: "too large",
+			wire: "GET /ws HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("a", RawRequestMax) + "\r\n\r\n",
+			want: "HTTP/1.1 431 ",
+		},
+		{
+			name: "no key",
+			wire: "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n",
+			want: "HTTP/1.1 400 ",
+		},
+		{
+			name: "key name in any case",
+			wire: "GET /ws HTTP/1.1\r\nhost: x\r\nsec-websocket-key:  " + Key + " \r\n\r\n",
+			want: "HTTP/1.1 101 ",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn := &MemConn{}
+			conn.Reset([]byte(tc.wire))
+			RawFloor(conn)
+			if !strings.HasPrefix(string(conn.Out()), tc.want) || !conn.Closed() {
+				t.Fatalf("answer %q, closed %v; want %q…", conn.Out(), conn.Closed(), tc.want)
+			}
+		})
 	}
 }
 

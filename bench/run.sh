@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the handshake benchmarks and writes RESULTS.md (see README.md).
 #
-#   bench/run.sh              full run (about 6 minutes): in-process rounds, the
-#                             end-to-end program, the profiles, RESULTS.md
+#   bench/run.sh              full run (about 7 minutes): in-process rounds, the
+#                             end-to-end program, the idle-connection memory,
+#                             the profiles, RESULTS.md
 #   bench/run.sh -profiles    CPU and memory profiles of the wsgate handler and
 #                             middleware forms, as text in profiles/
 #   bench/run.sh -short       a quick run that checks everything works (used by
@@ -12,7 +13,8 @@
 #
 # Environment: ROUNDS (in-process rounds, default 15), BENCHTIME (per case
 # and round, default 400ms), E2E_N (handshakes per measurement, default 2000),
-# E2E_ROUNDS (default 9), E2E_CLIENTS (default 1,16,64).
+# E2E_ROUNDS (default 9), E2E_CLIENTS (default 1,16,64), IDLE_N (idle
+# connections per case, default 10000), IDLE_ROUNDS (default 3).
 set -euo pipefail
 cd "$(dirname "$0")"
 export PATH="$PATH:/usr/local/go/bin"
@@ -36,6 +38,7 @@ echo "== building"
 go test -c -o "$tmp/bench.test" .
 go build -o "$tmp/e2ebench" ./cmd/e2ebench
 go build -o "$tmp/benchreport" ./cmd/benchreport
+go build -o "$tmp/idlemem" ./cmd/idlemem
 
 # profiles writes the CPU and memory profiles of the wsgate subprotocol case,
 # handler and middleware form, as pprof text summaries in profiles/.
@@ -85,6 +88,8 @@ if [ "$mode" = short ]; then
 	e2e_rounds=${E2E_ROUNDS:-1}
 	e2e_clients=${E2E_CLIENTS:-1,16,64}
 	warmup=20
+	idle_n=${IDLE_N:-500}
+	idle_rounds=${IDLE_ROUNDS:-1}
 	out=${out:-$tmp/RESULTS.md}
 else
 	rounds=${ROUNDS:-15}
@@ -93,6 +98,8 @@ else
 	e2e_rounds=${E2E_ROUNDS:-9}
 	e2e_clients=${E2E_CLIENTS:-1,16,64}
 	warmup=300
+	idle_n=${IDLE_N:-10000}
+	idle_rounds=${IDLE_ROUNDS:-3}
 	out=${out:-RESULTS.md}
 fi
 
@@ -109,6 +116,9 @@ done
 echo "== end to end: $e2e_rounds rounds of $e2e_n handshakes at $e2e_clients clients"
 "$tmp/e2ebench" -n "$e2e_n" -rounds "$e2e_rounds" -clients "$e2e_clients" -warmup "$warmup" -json "$tmp/e2e.json"
 
+echo "== idle connections: $idle_rounds round(s) of $idle_n connections per case"
+"$tmp/idlemem" -n "$idle_n" -rounds "$idle_rounds" -json "$tmp/idle.json"
+
 suffix=
 [ "$mode" = short ] && suffix=" -short"
 commit=$(git -C .. rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -121,8 +131,8 @@ if [ "$mode" = full ]; then
 	profiles
 	profile=profiles/handler-subprotocol.cpu.txt
 fi
-"$tmp/benchreport" -inproc "$tmp/inproc.txt" -e2e "$tmp/e2e.json" -o "$out" -commit "$commit" -profile "$profile" \
-	-run "ROUNDS=$rounds BENCHTIME=$benchtime E2E_N=$e2e_n E2E_ROUNDS=$e2e_rounds E2E_CLIENTS=$e2e_clients bench/run.sh$suffix"
+"$tmp/benchreport" -inproc "$tmp/inproc.txt" -e2e "$tmp/e2e.json" -idle "$tmp/idle.json" -o "$out" -commit "$commit" -profile "$profile" \
+	-run "ROUNDS=$rounds BENCHTIME=$benchtime E2E_N=$e2e_n E2E_ROUNDS=$e2e_rounds E2E_CLIENTS=$e2e_clients IDLE_N=$idle_n IDLE_ROUNDS=$idle_rounds bench/run.sh$suffix"
 if [ "$mode" = short ]; then
 	sed -n '/^## Targets/,/^## In process/p' "$out" | head -n -1
 fi

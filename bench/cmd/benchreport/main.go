@@ -1,6 +1,6 @@
 // Command benchreport turns the output of the in-process benchmarks (go
-// test -bench, several rounds in one file) and of e2ebench (-json) into
-// bench/RESULTS.md: the tables, the ratios of every case to the floors and
+// test -bench, several rounds in one file), of e2ebench (-json) and of
+// idlemem (-json) into bench/RESULTS.md: the tables, the ratios of every case to the floors and
 // the contenders within each round, and the project's performance targets with PASS or
 // MISS.
 //
@@ -23,6 +23,7 @@ import (
 	"regexp"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -136,16 +137,63 @@ type e2e struct {
 }
 
 type e2eRR struct {
-	Case         string    `json:"case"`
-	Clients      int       `json:"clients"`
-	PerSec       []float64 `json:"per_sec"`
-	MedianPerSec float64   `json:"median_per_sec"`
-	RatioFloor   float64   `json:"ratio_floor"`
-	P50          float64   `json:"p50_us"`
-	P99          float64   `json:"p99_us"`
-	Mallocs      float64   `json:"server_mallocs_per_handshake"`
-	Bytes        float64   `json:"server_bytes_per_handshake"`
-	CPU          float64   `json:"server_cpu_us_per_handshake"`
+	Case             string    `json:"case"`
+	Clients          int       `json:"clients"`
+	PerSec           []float64 `json:"per_sec"`
+	MedianPerSec     float64   `json:"median_per_sec"`
+	RatioFloor       float64   `json:"ratio_floor"`
+	RatioRawFloor    float64   `json:"ratio_raw_floor"`
+	P50              float64   `json:"p50_us"`
+	P99              float64   `json:"p99_us"`
+	Mallocs          float64   `json:"server_mallocs_per_handshake"`
+	Bytes            float64   `json:"server_bytes_per_handshake"`
+	CPU              float64   `json:"server_cpu_us_per_handshake"`
+	CPURatioFloor    float64   `json:"server_cpu_ratio_floor"`
+	CPURatioRawFloor float64   `json:"server_cpu_ratio_raw_floor"`
+	CPURounds        []float64 `json:"server_cpu_us_per_handshake_rounds"`
+	MallocsRounds    []float64 `json:"server_mallocs_per_handshake_rounds"`
+}
+
+// idleRep is idlemem's JSON.
+type idleRep struct {
+	N       int       `json:"n"`
+	Rounds  int       `json:"rounds"`
+	Elapsed string    `json:"elapsed"`
+	Results []idleRes `json:"results"`
+}
+
+type idleRes struct {
+	Case       string  `json:"case"`
+	N          int     `json:"n"`
+	Heap       float64 `json:"heap_inuse_per_conn"`
+	HeapAlloc  float64 `json:"heap_alloc_per_conn"`
+	Stack      float64 `json:"stack_inuse_per_conn"`
+	HeapStack  float64 `json:"heap_stack_per_conn"`
+	Goroutines float64 `json:"goroutines_per_conn"`
+}
+
+func (m *idleRep) find(name string) *idleRes {
+	if m == nil {
+		return nil
+	}
+	for i := range m.Results {
+		if m.Results[i].Case == name {
+			return &m.Results[i]
+		}
+	}
+	return nil
+}
+
+// cpuRatio is the median over rounds of a's server CPU per handshake
+// divided by b's in the same round.
+func cpuRatio(a, b *e2eRR) float64 {
+	var v []float64
+	for i := range min(len(a.CPURounds), len(b.CPURounds)) {
+		if b.CPURounds[i] > 0 {
+			v = append(v, a.CPURounds[i]/b.CPURounds[i])
+		}
+	}
+	return median(v)
 }
 
 func (e *e2e) find(name string, clients int) *e2eRR {
@@ -160,6 +208,7 @@ func (e *e2e) find(name string, clients int) *e2eRR {
 func main() {
 	inFile := flag.String("inproc", "", "go test -bench output of every round")
 	e2eFile := flag.String("e2e", "", "e2ebench -json output")
+	idleFile := flag.String("idle", "", "idlemem -json output")
 	out := flag.String("o", "RESULTS.md", "where to write the report")
 	commit := flag.String("commit", "", "the wsgate commit measured")
 	cmdline := flag.String("run", "", "how the run was made, for the report")
@@ -189,12 +238,23 @@ func main() {
 			log.Fatal(err)
 		}
 	}
+	var idle *idleRep
+	if *idleFile != "" {
+		b, err := os.ReadFile(*idleFile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		idle = new(idleRep)
+		if err := json.Unmarshal(b, idle); err != nil {
+			log.Fatal(err)
+		}
+	}
 	chart := strings.TrimSuffix(*out, filepath.Ext(*out)) + ".svg"
-	if err := os.WriteFile(chart, []byte(chartSVG(in, e)), 0o644); err != nil {
+	if err := os.WriteFile(chart, []byte(chartSVG(in, e, idle)), 0o644); err != nil {
 		log.Fatal(err)
 	}
 	var b strings.Builder
-	missed := write(&b, in, e, *commit, *cmdline, *profile, filepath.Base(chart))
+	missed := write(&b, in, e, idle, *commit, *cmdline, *profile, filepath.Base(chart))
 	if err := os.WriteFile(*out, []byte(b.String()), 0o644); err != nil {
 		log.Fatal(err)
 	}
@@ -209,20 +269,25 @@ const (
 	wsgateMid  = "WsgateMiddleware/subprotocol"
 	extractor1 = "WsgateExtractors/1"
 	extractor6 = "WsgateExtractors/6"
+	// wsgateRaw is the name of wsgate's raw-connection case (served from
+	// the net.Conn), in process, end to end and idle; its targets print
+	// "not measured" while no case has that name.
+	wsgateRaw = "WsgateRaw/subprotocol"
 )
 
 // references are the cases every other is compared with, in column order.
-var references = []string{"Floor", "Validate101", "Gobwas", "GobwasProtocol", "Gorilla", "Coder", "Naive"}
+var references = []string{"Floor", "Validate101", "Gobwas", "GobwasProtocol", "Gorilla", "Coder", "Naive", "RawFloor", "GobwasRaw"}
 
 type target struct {
 	what, measured, limit string
 	pass                  bool
+	absent                bool // not measured: a case it needs is missing
 }
 
-func targets(in *inproc, e *e2e) []target {
+func targets(in *inproc, e *e2e, idle *idleRep) []target {
 	var ts []target
 	add := func(what, measured, limit string, pass bool) {
-		ts = append(ts, target{what, measured, limit, pass})
+		ts = append(ts, target{what: what, measured: measured, limit: limit, pass: pass})
 	}
 	if in.has("Firefox/WsgateHandler") {
 		const ff = "Firefox/WsgateHandler"
@@ -294,6 +359,85 @@ func targets(in *inproc, e *e2e) []target {
 			add("allocation budget: "+c.name, fmt.Sprintf("%.0f allocs/op", a), fmt.Sprintf("≤ %.0f", c.max), a <= c.max)
 		}
 	}
+	return append(ts, rawTargets(in, e, idle)...)
+}
+
+// rawTargets are the targets of wsgate's raw-connection path, against
+// RawFloor, gobwas's Upgrader on the net.Conn, net/http's Floor and
+// gorilla: each prints "not measured" when a case it needs is missing.
+func rawTargets(in *inproc, e *e2e, idle *idleRep) []target {
+	var ts []target
+	add := func(what, measured, limit string, pass bool) {
+		ts = append(ts, target{what: what, measured: measured, limit: limit, pass: pass})
+	}
+	absent := func(what, limit string, missing ...string) {
+		ts = append(ts, target{what: what, measured: "not measured (no " + strings.Join(missing, ", no ") + " case)", limit: limit, absent: true})
+	}
+	need := func(have func(string) bool, names ...string) []string {
+		var miss []string
+		for _, n := range names {
+			if !have(n) {
+				miss = append(miss, n)
+			}
+		}
+		return miss
+	}
+	const what = "wsgate raw subprotocol (" + wsgateRaw + ")"
+	if miss := need(in.has, wsgateRaw, "GobwasRaw"); miss != nil {
+		absent(what+", in process: time vs GobwasRaw (no authentication)", "≤ 1.50×", miss...)
+		if !in.has(wsgateRaw) {
+			absent("allocation budget: "+wsgateRaw, "≤ 1", wsgateRaw)
+		}
+	} else {
+		r := in.ratio(wsgateRaw, "GobwasRaw")
+		add(what+", in process: time vs GobwasRaw (no authentication)", x(r)+best(in.bestRatio(wsgateRaw, "GobwasRaw")), "≤ 1.50×", r <= 1.50)
+	}
+	if in.has(wsgateRaw) {
+		a := in.median(wsgateRaw, allocsOf)
+		add("allocation budget: "+wsgateRaw, fmt.Sprintf("%.0f allocs/op", a), "≤ 1", a <= 1)
+	}
+	for _, lv := range []int{16, 64} {
+		pre := fmt.Sprintf("end to end, %d clients: %s, ", lv, what)
+		has := func(name string) bool { return e != nil && e.find(name, lv) != nil }
+		if e != nil && !slices.Contains(e.Clients, lv) {
+			continue
+		}
+		for _, c := range []struct {
+			ref, limit string
+			max        float64
+		}{{"RawFloor", "≤ 1.10×", 1.10}, {"Gorilla", "≤ 0.75×", 0.75}} {
+			w := pre + "server CPU/hs vs " + c.ref
+			if miss := need(has, wsgateRaw, c.ref); miss != nil {
+				absent(w, c.limit, miss...)
+				continue
+			}
+			r := cpuRatio(e.find(wsgateRaw, lv), e.find(c.ref, lv))
+			add(w, fmt.Sprintf("%s (%.1f vs %.1f µs)", x(r), e.find(wsgateRaw, lv).CPU, e.find(c.ref, lv).CPU), c.limit, r <= c.max)
+		}
+		if miss := need(has, wsgateRaw); miss != nil {
+			absent(pre+"server mallocs/hs", "≤ 9", miss...)
+		} else {
+			m := e.find(wsgateRaw, lv).Mallocs
+			add(pre+"server mallocs/hs", fmt.Sprintf("%.1f", m), "≤ 9", m <= 9)
+		}
+		if miss := need(has, wsgateRaw, "Floor"); miss != nil {
+			absent(pre+"handshakes/s vs Floor", "≥ 1.12×", miss...)
+		} else {
+			r := e.find(wsgateRaw, lv).RatioFloor
+			add(pre+"handshakes/s vs Floor", x(r), "≥ 1.12×", r >= 1.12)
+		}
+	}
+	w := "idle connections: " + what + ", heap per connection vs Gorilla"
+	if idle != nil {
+		w = fmt.Sprintf("idle connections (%d open): %s, heap per connection vs Gorilla", idle.N, what)
+	}
+	if miss := need(func(n string) bool { return idle.find(n) != nil }, wsgateRaw, "Gorilla"); miss != nil {
+		absent(w, "≤ 0.25×", miss...)
+	} else {
+		raw, g := idle.find(wsgateRaw), idle.find("Gorilla")
+		r := raw.Heap / g.Heap
+		add(w, fmt.Sprintf("%s (%.0f vs %.0f B)", x(r), raw.Heap, g.Heap), "≤ 0.25×", r <= 0.25)
+	}
 	return ts
 }
 
@@ -305,9 +449,9 @@ func x(r float64) string { return fmt.Sprintf("%.2f×", r) }
 
 func best(r float64) string { return fmt.Sprintf(" (fastest rounds: %.2f×)", r) }
 
-func write(b *strings.Builder, in *inproc, e *e2e, commit, cmdline, profile, chart string) int {
+func write(b *strings.Builder, in *inproc, e *e2e, idle *idleRep, commit, cmdline, profile, chart string) int {
 	fmt.Fprintf(b, "# Handshake benchmark results\n\n")
-	fmt.Fprintf(b, "![Cost per handshake in process, and server CPU per handshake over loopback at 16 clients, for every contender](%s)\n\n", chart)
+	fmt.Fprintf(b, "![Cost per handshake in process, server CPU per handshake over loopback at 16 clients, and server memory per idle connection, for every contender](%s)\n\n", chart)
 	fmt.Fprintf(b, "Generated by `bench/run.sh` (see [README.md](README.md) for how to read this). Absolute times on a\n"+
 		"shared 2-core machine are noise; compare the ratios, which are measured within one round.\n\n")
 	fmt.Fprintf(b, "| | |\n|---|---|\n")
@@ -331,17 +475,23 @@ func write(b *strings.Builder, in *inproc, e *e2e, commit, cmdline, profile, cha
 		fmt.Fprintf(b, "| end to end | %d rounds of %d handshakes per case and number of clients, GOMAXPROCS %d, %d failed |\n",
 			e.Rounds, e.N, e.GOMAXPROCS, e.Errors)
 	}
+	if idle != nil {
+		fmt.Fprintf(b, "| idle connections | %d round(s) of %d connections per case |\n", idle.Rounds, idle.N)
+	}
 	if cmdline != "" {
 		fmt.Fprintf(b, "| run | `%s` |\n", cmdline)
 	}
 
-	ts := targets(in, e)
+	ts := targets(in, e, idle)
 	missed := 0
 	fmt.Fprintf(b, "\n## Targets\n\nIn-process ratios: the median of the per-round ratios decides; in parentheses, the ratio of\n"+
 		"the two cases' fastest rounds, for comparison (noise only adds time).\n\n| target | measured | limit | |\n|---|---|---|---|\n")
 	for _, t := range ts {
 		verdict := "PASS"
-		if !t.pass {
+		switch {
+		case t.absent:
+			verdict = "not measured"
+		case !t.pass:
 			verdict = "**MISS**"
 			missed++
 		}
@@ -372,21 +522,30 @@ func write(b *strings.Builder, in *inproc, e *e2e, commit, cmdline, profile, cha
 	}
 
 	if e != nil {
-		fmt.Fprintf(b, "\n## End to end (loopback TCP)\n\nServers in a child process, one net/http server per case on 127.0.0.1; each client\n"+
-			"handshake dials, sends the request, reads the 101 and closes. handshakes/s is the median over rounds,\n"+
-			"× Floor the median of the per-round ratios; p50 and p99 are over all rounds' handshakes; server\n"+
-			"CPU (user and system time from getrusage), mallocs and bytes per handshake (runtime.MemStats deltas)\n"+
-			"are the server process's, so they include net/http's and the kernel's cost of accepting the\n"+
-			"connection and reading the request.\n")
+		fmt.Fprintf(b, "\n## End to end (loopback TCP)\n\nServers in a child process, one server per case on 127.0.0.1: net/http for the handler\n"+
+			"cases, the case's own accept loop for the raw ones (`RawFloor`, `GobwasRaw`, served from the net.Conn\n"+
+			"without net/http); each client handshake dials, sends the request, reads the 101 and closes.\n"+
+			"handshakes/s is the median over rounds, × Floor and × RawFloor the median of the per-round ratios\n"+
+			"(above 1: more handshakes per second); p50 and p99 are over all rounds' handshakes; server CPU\n"+
+			"(user and system time from getrusage), mallocs and bytes per handshake (runtime.MemStats deltas)\n"+
+			"are the server process's, so they include the kernel's cost of accepting the connection and, for\n"+
+			"the handler cases, net/http's cost of reading the request. CPU × Floor and CPU × RawFloor are\n"+
+			"the medians of the per-round ratios of server CPU per handshake (below 1: less CPU).\n")
 		for _, lv := range e.Clients {
-			fmt.Fprintf(b, "\n### %d concurrent client(s)\n\n| case | handshakes/s | × Floor | p50 µs | p99 µs | server CPU µs/hs | server mallocs/hs | server B/hs |\n|---|---:|---:|---:|---:|---:|---:|---:|\n", lv)
+			fmt.Fprintf(b, "\n### %d concurrent client(s)\n\n| case | handshakes/s | × Floor | × RawFloor | p50 µs | p99 µs | server CPU µs/hs | CPU × Floor | CPU × RawFloor | server mallocs/hs | server B/hs |\n"+
+				"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n", lv)
 			for _, r := range e.Results {
 				if r.Clients != lv {
 					continue
 				}
-				fmt.Fprintf(b, "| %s | %.0f | %.2f | %.0f | %.0f | %.1f | %.1f | %.0f |\n", r.Case, r.MedianPerSec, r.RatioFloor, r.P50, r.P99, r.CPU, r.Mallocs, r.Bytes)
+				fmt.Fprintf(b, "| %s | %.0f | %s | %s | %.0f | %.0f | %.1f | %s | %s | %.1f | %.0f |\n", r.Case, r.MedianPerSec, ratioCell(r.RatioFloor), ratioCell(r.RatioRawFloor),
+					r.P50, r.P99, r.CPU, ratioCell(r.CPURatioFloor), ratioCell(r.CPURatioRawFloor), r.Mallocs, r.Bytes)
 			}
 		}
+		rawReferences(b, e)
+	}
+	if idle != nil {
+		writeIdle(b, idle)
 	}
 	if missed > 0 {
 		fmt.Fprintf(b, "\n## Missed targets\n\n%d target(s) missed in this run; the CPU and memory profiles of the wsgate handler\n"+
@@ -396,6 +555,61 @@ func write(b *strings.Builder, in *inproc, e *e2e, commit, cmdline, profile, cha
 		}
 	}
 	return missed
+}
+
+// ratioCell prints a ratio, or "–" for none (0: the reference case is not in
+// the run).
+func ratioCell(r float64) string {
+	if r == 0 || math.IsNaN(r) {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", r)
+}
+
+// rawReferences writes what a handshake costs the server without net/http:
+// RawFloor against Floor, and what gobwas's Upgrader on the net.Conn adds to
+// RawFloor, at every number of clients.
+func rawReferences(b *strings.Builder, e *e2e) {
+	fmt.Fprintf(b, "\n### The raw path's references\n\nServer cost per handshake without net/http: `RawFloor` (read the request from the\n"+
+		"net.Conn, find the key, write the 101) against net/http's `Floor`, and what gobwas's zero-value\n"+
+		"`ws.Upgrader` on the net.Conn (`GobwasRaw`) adds to `RawFloor`. Ratios are medians of per-round ratios.\n\n"+
+		"| clients | RawFloor CPU µs/hs | Floor CPU µs/hs | RawFloor CPU × Floor | RawFloor mallocs/hs | Floor mallocs/hs | RawFloor B/hs | Floor B/hs | GobwasRaw − RawFloor CPU µs/hs | GobwasRaw − RawFloor mallocs/hs |\n"+
+		"|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, lv := range e.Clients {
+		raw, floor, gob := e.find("RawFloor", lv), e.find("Floor", lv), e.find("GobwasRaw", lv)
+		if raw == nil || floor == nil {
+			continue
+		}
+		gcpu, gm := "–", "–"
+		if gob != nil {
+			gcpu, gm = fmt.Sprintf("%+.1f", gob.CPU-raw.CPU), fmt.Sprintf("%+.1f", gob.Mallocs-raw.Mallocs)
+		}
+		fmt.Fprintf(b, "| %d | %.1f | %.1f | %.2f | %.1f | %.1f | %.0f | %.0f | %s | %s |\n", lv, raw.CPU, floor.CPU, cpuRatio(raw, floor),
+			raw.Mallocs, floor.Mallocs, raw.Bytes, floor.Bytes, gcpu, gm)
+	}
+}
+
+// writeIdle writes the idle-connection memory table.
+func writeIdle(b *strings.Builder, idle *idleRep) {
+	fmt.Fprintf(b, "\n## Idle connections (memory per connection)\n\nThe server (a process of its own per case and round) upgrades %d connections on loopback and\n"+
+		"holds each idle, its goroutine blocked reading the next frame; the wsgate cases authenticate (subprotocol\n"+
+		"marker, `StaticToken`). After runtime.GC(), per connection is (MemStats with every connection open −\n"+
+		"MemStats before the first) / %d, the median over %d round(s): heap is HeapInuse (the heap spans kept),\n"+
+		"live heap is HeapAlloc, stack is StackInuse (goroutine stacks). Kernel socket buffers are not counted.\n"+
+		"× Gorilla is the case's value divided by gorilla's.\n\n"+
+		"| case | heap B/conn | live heap B/conn | stack B/conn | heap+stack B/conn | heap × Gorilla | heap+stack × Gorilla | goroutines/conn |\n"+
+		"|---|---:|---:|---:|---:|---:|---:|---:|\n", idle.N, idle.N, idle.Rounds)
+	g := idle.find("Gorilla")
+	for _, r := range idle.Results {
+		hr, hsr := "–", "–"
+		if g != nil && g.Heap > 0 {
+			hr, hsr = fmt.Sprintf("%.2f", r.Heap/g.Heap), fmt.Sprintf("%.2f", r.HeapStack/g.HeapStack)
+		}
+		fmt.Fprintf(b, "| %s | %.0f | %.0f | %.0f | %.0f | %s | %s | %.2f |\n", r.Case, r.Heap, r.HeapAlloc, r.Stack, r.HeapStack, hr, hsr, r.Goroutines)
+	}
+	if idle.find(wsgateRaw) == nil {
+		fmt.Fprintf(b, "| %s | not measured | | | | | | |\n", wsgateRaw)
+	}
 }
 
 // quoteProfile copies the head of the by-cumulative-time table of a CPU
@@ -434,18 +648,21 @@ func median(v []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// chartSVG draws two bar charts, hand-rolled SVG: the in-process cost per
-// handshake of every contender (ns/op, the median over rounds), and, when
-// the end-to-end results are there, the server's CPU time per handshake at
-// 16 clients. wsgate's bars are drawn in another colour.
-func chartSVG(in *inproc, e *e2e) string {
+// chartSVG draws up to three bar charts, hand-rolled SVG: the in-process
+// cost per handshake of every contender (ns/op, the median over rounds);
+// when the end-to-end results are there, the server's CPU time per
+// handshake at 16 clients; when the idle-connection results are there, the
+// server's heap + stack per idle connection. wsgate's bars are drawn in
+// another colour.
+func chartSVG(in *inproc, e *e2e, idle *idleRep) string {
 	type bar struct {
 		name  string
 		value float64
 	}
 	var inBars []bar
 	for _, name := range []string{"Floor", "Validate101", "Gobwas", "GobwasProtocol", "Gorilla", "Coder", "Naive",
-		"WsgateHandler/subprotocol", "WsgateMiddleware/subprotocol", "Firefox/WsgateHandler"} {
+		"RawFloor", "GobwasRaw", "GobwasRawProtocol",
+		"WsgateHandler/subprotocol", "WsgateMiddleware/subprotocol", "Firefox/WsgateHandler", wsgateRaw} {
 		if in.has(name) {
 			inBars = append(inBars, bar{name, in.median(name, nsOf)})
 		}
@@ -489,6 +706,13 @@ func chartSVG(in *inproc, e *e2e) string {
 	y := panel(0, "Cost per handshake, in process (median ns/op; lower is better)", "ns", inBars)
 	if len(cpuBars) > 0 {
 		y = panel(y, "Server CPU per handshake, loopback, 16 clients (median µs; lower is better)", "µs", cpuBars)
+	}
+	if idle != nil && len(idle.Results) > 0 {
+		var memBars []bar
+		for _, r := range idle.Results {
+			memBars = append(memBars, bar{r.Case, r.HeapStack})
+		}
+		y = panel(y, fmt.Sprintf("Server heap + stack per idle connection, %d open (bytes; lower is better)", idle.N), "B", memBars)
 	}
 	body.WriteString(b.String())
 	return fmt.Sprintf("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n"+

@@ -4,8 +4,9 @@
 // several numbers of concurrent clients.
 //
 // The servers run in a child process (this program started again with
-// -serve), one net/http server per case on 127.0.0.1, so that the clients'
-// work does not count in the server's allocations. The parent asks the child
+// -serve), one server per case on 127.0.0.1 (net/http for a handler case,
+// the case's own accept loop for a raw one), so that the clients' work does
+// not count in the server's allocations. The parent asks the child
 // for runtime.MemStats over the child's stdin and stdout before and after
 // each measurement. Each client handshake dials, sends the request, reads
 // the 101 and closes. Every measurement is bounded in count (-n) and time
@@ -83,19 +84,20 @@ func main() {
 func runServers() {
 	out := bufio.NewWriter(os.Stdout)
 	var servers []*http.Server
+	var listeners []net.Listener
 	for _, c := range bench.E2ECases() {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			log.Fatal(err)
 		}
 		srv := &http.Server{
-			Handler:           c.Handler,
 			ReadHeaderTimeout: 5 * time.Second,
 			MaxHeaderBytes:    16 << 10,
 			ErrorLog:          log.New(io.Discard, "", 0),
 		}
 		servers = append(servers, srv)
-		go srv.Serve(ln)
+		listeners = append(listeners, ln)
+		go c.ServeListener(ln, srv)
 		fmt.Fprintf(out, "addr %s %s\n", c.Name, ln.Addr())
 	}
 	fmt.Fprintln(out, "ready")
@@ -112,6 +114,9 @@ func runServers() {
 	}
 	for _, s := range servers {
 		s.Close()
+	}
+	for _, ln := range listeners {
+		ln.Close()
 	}
 }
 
@@ -201,8 +206,10 @@ type Result struct {
 	// MedianPerSec is the median of PerSec.
 	MedianPerSec float64 `json:"median_per_sec"`
 	// RatioFloor is the median over rounds of PerSec divided by the
-	// floor's PerSec in the same round (0 without a floor).
-	RatioFloor float64 `json:"ratio_floor"`
+	// floor's PerSec in the same round (0 without a floor). RatioRawFloor
+	// is the same against RawFloor.
+	RatioFloor    float64 `json:"ratio_floor"`
+	RatioRawFloor float64 `json:"ratio_raw_floor"`
 	// P50 and P99 are latency percentiles over every round's handshakes,
 	// in microseconds.
 	P50 float64 `json:"p50_us"`
@@ -214,11 +221,18 @@ type Result struct {
 	// CPU is the server process's CPU time (user and system, from
 	// getrusage) per handshake in microseconds, the median over rounds.
 	CPU float64 `json:"server_cpu_us_per_handshake"`
+	// CPURatioFloor and CPURatioRawFloor are the medians over rounds of
+	// CPU divided by Floor's and by RawFloor's in the same round.
+	CPURatioFloor    float64 `json:"server_cpu_ratio_floor"`
+	CPURatioRawFloor float64 `json:"server_cpu_ratio_raw_floor"`
+	// CPURounds, MallocsRounds and BytesRounds are the per-round values
+	// CPU, Mallocs and Bytes are the medians of, in round order, so that
+	// any two cases can be compared within rounds.
+	CPURounds     []float64 `json:"server_cpu_us_per_handshake_rounds"`
+	MallocsRounds []float64 `json:"server_mallocs_per_handshake_rounds"`
+	BytesRounds   []float64 `json:"server_bytes_per_handshake_rounds"`
 
-	lat     []time.Duration
-	mallocs []float64
-	bytes   []float64
-	cpu     []float64
+	lat []time.Duration
 }
 
 // Report is the whole run.
@@ -289,27 +303,28 @@ func run(levels []int, n, rounds, warmup int, timeout time.Duration) (*Report, e
 				r.Handshakes = append(r.Handshakes, mr.done)
 				r.PerSec = append(r.PerSec, float64(mr.done)/mr.elapsed.Seconds())
 				r.lat = append(r.lat, mr.lat...)
-				r.mallocs = append(r.mallocs, float64(m1-m0)/float64(mr.done))
-				r.bytes = append(r.bytes, float64(b1-b0)/float64(mr.done))
-				r.cpu = append(r.cpu, float64(c1-c0)/float64(mr.done))
+				r.MallocsRounds = append(r.MallocsRounds, float64(m1-m0)/float64(mr.done))
+				r.BytesRounds = append(r.BytesRounds, float64(b1-b0)/float64(mr.done))
+				r.CPURounds = append(r.CPURounds, float64(c1-c0)/float64(mr.done))
 			}
 		}
 	}
 	for _, lv := range levels {
-		floor := byKey[fmt.Sprint("Floor", lv)]
+		floor, rawFloor := byKey[fmt.Sprint("Floor", lv)], byKey[fmt.Sprint("RawFloor", lv)]
 		for _, c := range cases {
 			r := byKey[fmt.Sprint(c.Name, lv)]
 			r.MedianPerSec = median(r.PerSec)
-			r.Mallocs, r.Bytes, r.CPU = median(r.mallocs), median(r.bytes), median(r.cpu)
+			r.Mallocs, r.Bytes, r.CPU = median(r.MallocsRounds), median(r.BytesRounds), median(r.CPURounds)
 			sort.Slice(r.lat, func(i, j int) bool { return r.lat[i] < r.lat[j] })
 			r.P50 = us(percentile(r.lat, 0.50))
 			r.P99 = us(percentile(r.lat, 0.99))
 			if floor != nil {
-				ratios := make([]float64, len(r.PerSec))
-				for i := range ratios {
-					ratios[i] = r.PerSec[i] / floor.PerSec[i]
-				}
-				r.RatioFloor = median(ratios)
+				r.RatioFloor = ratio(r.PerSec, floor.PerSec)
+				r.CPURatioFloor = ratio(r.CPURounds, floor.CPURounds)
+			}
+			if rawFloor != nil {
+				r.RatioRawFloor = ratio(r.PerSec, rawFloor.PerSec)
+				r.CPURatioRawFloor = ratio(r.CPURounds, rawFloor.CPURounds)
 			}
 		}
 	}
@@ -425,6 +440,18 @@ func checkOnce(addr string, wire []byte, protocol string) error {
 	return bench.CheckResponse(resp, protocol)
 }
 
+// ratio is the median over rounds of a's value divided by b's in the same
+// round.
+func ratio(a, b []float64) float64 {
+	v := make([]float64, 0, len(a))
+	for i := range min(len(a), len(b)) {
+		if b[i] > 0 {
+			v = append(v, a[i]/b[i])
+		}
+	}
+	return median(v)
+}
+
 func median(v []float64) float64 {
 	if len(v) == 0 {
 		return 0
@@ -454,9 +481,11 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 func printTable(w io.Writer, rep *Report) {
-	fmt.Fprintf(w, "%-30s %7s %12s %9s %9s %9s %12s %12s\n", "case", "clients", "handshake/s", "x floor", "p50 µs", "p99 µs", "mallocs/hs", "bytes/hs")
+	fmt.Fprintf(w, "%-30s %7s %12s %9s %9s %9s %9s %9s %9s %12s %12s\n", "case", "clients", "handshake/s", "x floor", "x raw", "p50 µs", "p99 µs",
+		"cpu µs", "cpu x raw", "mallocs/hs", "bytes/hs")
 	for _, r := range rep.Results {
-		fmt.Fprintf(w, "%-30s %7d %12.0f %9.3f %9.1f %9.1f %12.1f %12.0f\n", r.Case, r.Clients, r.MedianPerSec, r.RatioFloor, r.P50, r.P99, r.Mallocs, r.Bytes)
+		fmt.Fprintf(w, "%-30s %7d %12.0f %9.3f %9.3f %9.1f %9.1f %9.1f %9.3f %12.1f %12.0f\n", r.Case, r.Clients, r.MedianPerSec, r.RatioFloor, r.RatioRawFloor,
+			r.P50, r.P99, r.CPU, r.CPURatioRawFloor, r.Mallocs, r.Bytes)
 	}
 	fmt.Fprintf(w, "%d rounds of %d handshakes per case and level, %s, GOMAXPROCS %d, %d failed, %s\n",
 		rep.Rounds, rep.N, rep.GoVersion, rep.GOMAXPROCS, rep.Errors, rep.Elapsed)
