@@ -555,7 +555,7 @@ func (s *rawState[P]) keep(cred Credential, timeout time.Duration) (*handshake, 
 	k := new(rawSession)
 	k.ctx.facts = &k.facts
 	k.vctx = verifyContext{parent: context.Background(), facts: &k.facts, timeout: timeout}
-	cred = k.facts.fill(&s.req, cred)
+	cred = k.facts.fill(s, cred)
 	s.kept = k
 	return &k.handshake, cred
 }
@@ -585,20 +585,17 @@ type requestFacts struct {
 // factHeaders are the headers RequestFrom's request has on the raw path.
 var factHeaders = [...]string{hOrigin, hFetchSite, "X-Forwarded-For", hFwdProto, hFwdHost}
 
-// fill copies r's facts and cred's secrets into f and returns cred
-// pointing at the copies.
-func (f *requestFacts) fill(r *http.Request, cred Credential) Credential {
+// fill copies the facts of the view s and cred's secrets into f and returns
+// cred pointing at the copies.
+func (f *requestFacts) fill(s rawFactSource, cred Credential) Credential {
+	r := s.request()
 	n := len(r.URL.Path) + len(r.URL.RawQuery) + len(r.Host) + len(r.RemoteAddr) +
 		cred.token.n + cred.username.n + cred.password.n
-	var hv [len(factHeaders)]string
-	for i, k := range factHeaders {
-		if v := r.Header[k]; len(v) > 0 {
-			if len(v) == 1 {
-				hv[i] = v[0]
-			} else {
-				hv[i] = strings.Join(v, ", ")
-			}
-			n += len(hv[i])
+	var hv [len(factHeaders)][]string
+	for i := range factHeaders {
+		hv[i] = s.factLines(i)
+		for j, v := range hv[i] {
+			n += len(v) + 2*min(j, 1)
 		}
 	}
 	f.store = f.inline[:0]
@@ -610,8 +607,21 @@ func (f *requestFacts) fill(r *http.Request, cred Credential) Credential {
 	f.query = f.copy(r.URL.RawQuery)
 	f.host = f.copy(r.Host)
 	f.remote = f.copy(r.RemoteAddr)
-	for i := range hv {
-		f.hdr[i] = f.copy(hv[i])
+	for i, lines := range hv {
+		switch len(lines) {
+		case 0:
+		case 1:
+			f.hdr[i] = f.copy(lines[0])
+		default:
+			start := len(f.store)
+			for j, v := range lines {
+				if j > 0 {
+					f.store = append(f.store, ", "...)
+				}
+				f.store = append(f.store, v...)
+			}
+			f.hdr[i] = unsafe.String(&f.store[start], len(f.store)-start)
+		}
 	}
 	if r.TLS != nil {
 		cs := *r.TLS
@@ -622,6 +632,22 @@ func (f *requestFacts) fill(r *http.Request, cred Credential) Credential {
 	cred.password = secretOf(f.copy(cred.password.String()))
 	return cred
 }
+
+// rawFactSource is the pooled view fill copies from.
+type rawFactSource interface {
+	request() *http.Request
+	factLines(i int) []string // the lines of factHeaders[i]
+}
+
+func (s *rawState[P]) request() *http.Request { return &s.req }
+
+func (s *rawState[P]) factLines(i int) []string {
+	l := &s.lines[factIndex[i]]
+	return l.values()
+}
+
+// factIndex maps factHeaders to the view's header indexes.
+var factIndex = [len(factHeaders)]int{rhOrigin, rhFetchSite, rhFwdFor, rhFwdProto, rhFwdHost}
 
 // copy appends s to the store, which has room for everything fill copies.
 func (f *requestFacts) copy(s string) string {

@@ -424,6 +424,23 @@ func Cases() []Case {
 		Case{Name: "GobwasRaw", Target: sub.Target, Header: sub.Header, Conn: GobwasRaw},
 		Case{Name: "GobwasRawProtocol", Target: sub.Target, Header: sub.Header, Protocol: Protocol, Conn: GobwasRawProtocol},
 	)
+	// wsgate's raw path: Gate.UpgradeConn in process, Gate.Serve end to end.
+	rawGate := NewGate(sub.Extractor)
+	cs = append(cs, Case{Name: "WsgateRaw/subprotocol", Target: sub.Target, Header: sub.Header, Protocol: Protocol,
+		Conn: func(conn net.Conn) {
+			s, err := rawGate.UpgradeConn(conn)
+			if err != nil {
+				return
+			}
+			s.Conn.Close()
+		},
+		Serve: func(ln net.Listener) error {
+			err := rawGate.Serve(ln, func(context.Context, wsgate.Session[User]) {})
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}})
 	for _, form := range []string{"WsgateHandler", "WsgateMiddleware"} {
 		for _, w := range ways {
 			g := NewGate(w.Extractor)
@@ -465,7 +482,8 @@ func Cases() []Case {
 // cases of these names.
 func E2ECases() []Case {
 	want := map[string]bool{"Floor": true, "Validate101": true, "GobwasProtocol": true, "Gorilla": true, "Coder": true,
-		"WsgateHandler/subprotocol": true, "WsgateMiddleware/subprotocol": true, "RawFloor": true, "GobwasRaw": true}
+		"WsgateHandler/subprotocol": true, "WsgateMiddleware/subprotocol": true, "RawFloor": true, "GobwasRaw": true,
+		"WsgateRaw/subprotocol": true}
 	var cs []Case
 	for _, c := range Cases() {
 		if want[c.Name] {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -64,6 +65,16 @@ func IdleCases(idle *Idle) []Case {
 			Handler: g.Handler(func(_ context.Context, s wsgate.Session[User]) {
 				idle.Hold(func() error { return NextFrame(s.Conn) })
 			})},
+		{Name: "WsgateRaw/subprotocol", Target: sub.Target, Header: sub.Header, Protocol: Protocol,
+			Serve: func(ln net.Listener) error {
+				err := g.Serve(ln, func(_ context.Context, s wsgate.Session[User]) {
+					idle.Hold(func() error { return NextFrame(s.Conn) })
+				})
+				if errors.Is(err, net.ErrClosed) {
+					return nil
+				}
+				return err
+			}},
 		{Name: "Gorilla", Target: "/ws", Header: chat, Protocol: Protocol,
 			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				c, err := gorillaUpgrader.Upgrade(w, r, nil)
