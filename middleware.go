@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 )
 
@@ -137,7 +136,7 @@ type Gate[P any] struct {
 	onHandshake func(HandshakeEvent)
 
 	// The raw path (raw.go).
-	rawPool          sync.Pool // of *rawState[P]
+	rawFree          rawFree[P]
 	maxHandshake     int
 	handshakeTimeout time.Duration
 }
@@ -197,7 +196,6 @@ func New[P any](verify Verifier[P], cfg Config) *Gate[P] {
 	if g.verifyTimeout <= 0 {
 		g.verifyTimeout = defaultVerifyTimeout
 	}
-	g.rawPool.New = func() any { return newRawState(g) }
 	realm := cfg.Realm
 	if realm == "" {
 		realm = defaultRealm

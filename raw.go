@@ -155,6 +155,38 @@ func (h *headerLines) values() []string {
 	return h.lines[:h.n:h.n]
 }
 
+// rawFree keeps the states of finished raw handshakes for the next ones.
+// Unlike a sync.Pool it survives garbage collections, so that a server
+// under steady load makes no new state, and it keeps at most rawFreeMax of
+// them (each about 10 KiB, more after a long request).
+type rawFree[P any] struct {
+	mu   sync.Mutex
+	free []*rawState[P]
+}
+
+const rawFreeMax = 256
+
+func (f *rawFree[P]) get() *rawState[P] {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := len(f.free)
+	if n == 0 {
+		return nil
+	}
+	s := f.free[n-1]
+	f.free[n-1] = nil
+	f.free = f.free[:n-1]
+	return s
+}
+
+func (f *rawFree[P]) put(s *rawState[P]) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.free) < rawFreeMax {
+		f.free = append(f.free, s)
+	}
+}
+
 // rawView is the raw path's part in the pipeline: it makes the handshake
 // state of a request whose credential was found, keeping in it what must
 // outlive the pooled view, and returns the credential as kept there.
@@ -242,15 +274,15 @@ func writeRawError(conn net.Conn, e *Error, ch *challenges, basic bool) error {
 	return err
 }
 
+// rawStart is the size of a new state's buffers; they grow, up to the
+// gate's limit, for a longer request.
+const rawStart = 4 << 10
+
 func newRawState[P any](g *Gate[P]) *rawState[P] {
-	limit := g.maxHandshake
-	if limit <= 0 {
-		limit = defaultMaxHandshakeBytes
-	}
 	s := &rawState[P]{
 		g:    g,
-		in:   make([]byte, limit),
-		vals: make([]byte, 0, limit),
+		in:   make([]byte, rawStart),
+		vals: make([]byte, 0, rawStart),
 		hdr:  make(http.Header, rhCount),
 		out:  make([]byte, 0, 256),
 	}
@@ -302,7 +334,7 @@ func (s *rawState[P]) release() {
 	if len(s.other) > 64 {
 		s.other = make(map[string]*headerLines)
 	}
-	s.g.rawPool.Put(s)
+	s.g.rawFree.put(s)
 }
 
 // copyValue copies v into the value buffer, which has room for the whole
@@ -323,11 +355,22 @@ func (s *rawState[P]) copyValue(v []byte) string {
 // readHead reads the request line and headers into s.in, up to and
 // including the blank line, within the gate's size and time bounds.
 func (s *rawState[P]) readHead() error {
+	limit := s.g.maxHandshake
+	if limit <= 0 {
+		limit = defaultMaxHandshakeBytes
+	}
 	for {
-		if s.n == len(s.in) {
+		if s.n >= limit {
 			return errTooLarge
 		}
-		m, err := s.conn.Read(s.in[s.n:])
+		if s.n == len(s.in) {
+			// A longer request: grow both buffers (the values are copies
+			// of the request's bytes, so they fit in as much room).
+			size := min(2*len(s.in), limit)
+			s.in = append(s.in, make([]byte, size-len(s.in))...)
+			s.vals = make([]byte, 0, size)
+		}
+		m, err := s.conn.Read(s.in[s.n:min(len(s.in), limit)])
 		from := max(0, s.n-3)
 		s.n += m
 		if bytes.HasSuffix(s.in[:s.n], crlfcrlf) {
@@ -724,10 +767,8 @@ type rawOutcome[P any] struct {
 // reported.
 func (g *Gate[P]) upgradeRaw(conn net.Conn) rawOutcome[P] {
 	var s *rawState[P]
-	if g.rawPool.New != nil {
-		s = g.rawPool.Get().(*rawState[P])
-	} else {
-		s = newRawState(g) // a zero Gate
+	if s = g.rawFree.get(); s == nil {
+		s = newRawState(g)
 	}
 	s.reset(conn)
 	defer s.release()

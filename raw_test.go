@@ -327,9 +327,6 @@ func TestRawUpgradeAllocations(t *testing.T) {
 	}
 	run()
 	require.True(t, strings.HasPrefix(out.String(), "HTTP/1.1 101 "), out.String())
-	if raceEnabled {
-		t.Skip("the race detector drops pooled state at random")
-	}
 	allocs := testing.AllocsPerRun(200, run)
 	t.Logf("%.0f allocations per raw upgrade", allocs)
 	assert.LessOrEqual(t, allocs, 1.0)

@@ -1,5 +1,0 @@
-//go:build !race
-
-package wsgate
-
-const raceEnabled = false
