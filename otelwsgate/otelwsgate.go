@@ -49,7 +49,6 @@ package otelwsgate
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -116,8 +115,10 @@ type Instrumentation struct {
 	sessionDuration metric.Float64Histogram
 	closes          metric.Int64Counter
 
+	names map[string]string // span names by method
+
 	mu        sync.RWMutex
-	attrSets  map[setKey]metric.MeasurementOption // bounded by maxSets
+	attrSets  map[setKey]*measure // bounded by maxSets
 	sessionMu sync.Mutex
 	pending   map[context.Context]trace.SpanContext // accepted handshakes whose session is not open yet
 	open      map[context.Context]trace.Span        // open session spans
@@ -154,9 +155,13 @@ func New(cfg Config) (*Instrumentation, error) {
 		propagator:   prop,
 		route:        cfg.Route,
 		sessionSpans: cfg.SessionSpans,
-		attrSets:     map[setKey]metric.MeasurementOption{},
+		attrSets:     map[setKey]*measure{},
+		names:        map[string]string{},
 		pending:      map[context.Context]trace.SpanContext{},
 		open:         map[context.Context]trace.Span{},
+	}
+	for _, method := range knownMethods {
+		in.names[method] = spanName(method, cfg.Route)
 	}
 	m := mp.Meter(ScopeName, metric.WithSchemaURL(semconv.SchemaURL))
 	var err error
@@ -227,12 +232,17 @@ func (in *Instrumentation) OnHandshake(ev wsgate.HandshakeEvent) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	end := time.Now()
-	start := end.Add(-ev.Duration)
-	_, span := in.tracer.Start(ctx, in.spanName(ev.Method),
-		trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithTimestamp(start),
-		trace.WithAttributes(in.spanAttributes(ev)...))
+	start := time.Now().Add(-ev.Duration)
+	name, ok := in.names[ev.Method]
+	if !ok {
+		name = in.names["_OTHER"]
+	}
+	_, span := in.tracer.Start(ctx, name, serverKind, trace.WithTimestamp(start))
+	if span.IsRecording() {
+		// Without an SDK (or when not sampled) the attributes are not
+		// even built.
+		span.SetAttributes(in.spanAttributes(ev)...)
+	}
 	if ev.Status >= 500 || ev.Status == 0 && !ev.Accepted {
 		// A 5xx is the server's fault; a 4xx is the client's, not an
 		// error of this span (as the HTTP conventions say for servers).
@@ -245,13 +255,13 @@ func (in *Instrumentation) OnHandshake(ev wsgate.HandshakeEvent) {
 		}
 		in.sessionMu.Unlock()
 	}
-	span.End(trace.WithTimestamp(end))
+	span.End()
 
 	set := in.handshakeSet(ev)
-	in.duration.Record(ctx, ev.Duration.Seconds(), set)
-	in.handshakes.Add(ctx, 1, set)
+	in.duration.Record(ctx, ev.Duration.Seconds(), set.rec...)
+	in.handshakes.Add(ctx, 1, set.add...)
 	if ev.CloseCode != 0 {
-		in.closes.Add(ctx, 1, in.closeSet(ev.CloseCode, "handshake"))
+		in.closes.Add(ctx, 1, in.closeSet(ev.CloseCode, "handshake").add...)
 	}
 }
 
@@ -266,16 +276,16 @@ func (in *Instrumentation) OnSession(ev wsgate.SessionEvent) {
 	}
 	set := in.sessionSet(ev.Source)
 	if !ev.Ended {
-		in.active.Add(ctx, 1, set)
+		in.active.Add(ctx, 1, set.add...)
 		if in.sessionSpans {
 			in.startSession(ctx, ev)
 		}
 		return
 	}
-	in.active.Add(ctx, -1, set)
-	in.sessionDuration.Record(ctx, ev.Duration.Seconds(), set)
+	in.active.Add(ctx, -1, set.add...)
+	in.sessionDuration.Record(ctx, ev.Duration.Seconds(), set.rec...)
 	if ev.CloseCode != 0 {
-		in.closes.Add(ctx, 1, in.closeSet(ev.CloseCode, "session"))
+		in.closes.Add(ctx, 1, in.closeSet(ev.CloseCode, "session").add...)
 	}
 	if in.sessionSpans {
 		in.endSession(ev)
@@ -291,7 +301,7 @@ func (in *Instrumentation) startSession(ctx context.Context, ev wsgate.SessionEv
 	delete(in.pending, ev.Context)
 	in.sessionMu.Unlock()
 	opts := []trace.SpanStartOption{
-		trace.WithSpanKind(trace.SpanKindServer),
+		serverKind,
 		trace.WithAttributes(in.sessionAttributes(ev.Source)...),
 	}
 	if ok {
@@ -329,15 +339,18 @@ func comparable(ctx context.Context) bool {
 	return ctx != nil && reflect.TypeOf(ctx).Comparable()
 }
 
-func (in *Instrumentation) spanName(method string) string {
-	m := knownMethod(method)
-	if m == "_OTHER" {
-		m = "HTTP"
+var serverKind = trace.WithSpanKind(trace.SpanKindServer)
+
+// spanName is the name of a handshake's span, as the HTTP conventions
+// name server spans: the method and the route.
+func spanName(method, route string) string {
+	if method == "_OTHER" {
+		method = "HTTP"
 	}
-	if in.route == "" {
-		return m
+	if route == "" {
+		return method
 	}
-	return m + " " + in.route
+	return method + " " + route
 }
 
 // spanAttributes are the handshake span's attributes: request facts the
@@ -400,23 +413,37 @@ func (in *Instrumentation) sessionAttributes(src wsgate.Source) []attribute.KeyV
 	return attrs
 }
 
-// splitHostPort splits "host:port" (or a bare host); port is 0 when absent.
+// splitHostPort splits "host:port", "[v6]:port" or a bare host; port is 0
+// when absent or not a number.
 func splitHostPort(hostport string) (string, int) {
-	host, p, err := net.SplitHostPort(hostport)
-	if err != nil {
+	i := strings.LastIndexByte(hostport, ':')
+	if i < 0 || strings.IndexByte(hostport[i:], ']') >= 0 {
 		return strings.Trim(hostport, "[]"), 0
 	}
-	port, _ := strconv.Atoi(p)
+	port, err := strconv.Atoi(hostport[i+1:])
+	if err != nil || port < 0 || port > 65535 {
+		return strings.Trim(hostport, "[]"), 0
+	}
+	host := hostport[:i]
+	if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+		host = host[1 : len(host)-1]
+	}
 	return host, port
+}
+
+// knownMethods are the methods the HTTP conventions list, and "_OTHER".
+var knownMethods = []string{
+	http.MethodGet, http.MethodConnect, http.MethodHead, http.MethodPost, http.MethodPut,
+	http.MethodPatch, http.MethodDelete, http.MethodOptions, http.MethodTrace, "QUERY", "_OTHER",
 }
 
 // knownMethod returns method, or "_OTHER" for one the HTTP conventions do
 // not list, so that a client cannot add values of its own.
 func knownMethod(method string) string {
-	switch method {
-	case http.MethodGet, http.MethodConnect, http.MethodHead, http.MethodPost, http.MethodPut,
-		http.MethodPatch, http.MethodDelete, http.MethodOptions, http.MethodTrace:
-		return method
+	for _, m := range knownMethods {
+		if method == m {
+			return m
+		}
 	}
 	return "_OTHER"
 }
@@ -445,7 +472,14 @@ const (
 	closeSet
 )
 
-func (in *Instrumentation) handshakeSet(ev wsgate.HandshakeEvent) metric.MeasurementOption {
+// measure holds the options of one attribute set, made once, so that a
+// measurement costs no allocation.
+type measure struct {
+	add []metric.AddOption
+	rec []metric.RecordOption
+}
+
+func (in *Instrumentation) handshakeSet(ev wsgate.HandshakeEvent) *measure {
 	status := uint8(0)
 	if ev.Status >= 100 && ev.Status < 600 {
 		status = uint8(ev.Status / 100)
@@ -453,23 +487,24 @@ func (in *Instrumentation) handshakeSet(ev wsgate.HandshakeEvent) metric.Measure
 	return in.set(setKey{kind: handshakeSet, accepted: ev.Accepted, source: ev.Source, status: status, class: ev.Class})
 }
 
-func (in *Instrumentation) sessionSet(src wsgate.Source) metric.MeasurementOption {
+func (in *Instrumentation) sessionSet(src wsgate.Source) *measure {
 	return in.set(setKey{kind: sessionSet, source: src})
 }
 
-func (in *Instrumentation) closeSet(code ws.StatusCode, phase string) metric.MeasurementOption {
+func (in *Instrumentation) closeSet(code ws.StatusCode, phase string) *measure {
 	return in.set(setKey{kind: closeSet, code: code, phase: phase})
 }
 
-// set returns the measurement option of k's attributes, made once.
-func (in *Instrumentation) set(k setKey) metric.MeasurementOption {
+// set returns the measurement options of k's attributes, made once.
+func (in *Instrumentation) set(k setKey) *measure {
 	in.mu.RLock()
 	o, ok := in.attrSets[k]
 	in.mu.RUnlock()
 	if ok {
 		return o
 	}
-	o = metric.WithAttributeSet(in.attributes(k))
+	opt := metric.WithAttributeSet(in.attributes(k))
+	o = &measure{add: []metric.AddOption{opt}, rec: []metric.RecordOption{opt}}
 	in.mu.Lock()
 	if len(in.attrSets) < maxSets {
 		in.attrSets[k] = o
