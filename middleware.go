@@ -45,9 +45,10 @@ type Config struct {
 	VerifyTimeout time.Duration
 
 	// Logger, when set, gets one line per refusal (Info; Error for 5xx and
-	// failed upgrades) with status, reason, credential source, remote
-	// address and path, and one Debug line per accepted handshake. No
-	// header value or credential is ever logged.
+	// failed upgrades) with status, reason, class (see
+	// HandshakeEvent.Class), credential source, remote address and path,
+	// and one Debug line per accepted handshake. No header value or
+	// credential is ever logged.
 	Logger *slog.Logger
 
 	// OnHandshake, when set, is called once per handshake, accepted or
