@@ -70,13 +70,21 @@ import (
 // ScopeName is the instrumentation scope of the tracer and the meter.
 const ScopeName = "github.com/wsgate/wsgate/otelwsgate"
 
-// Attribute keys of wsgate's own.
+// Attribute keys of wsgate's own; the others are the OpenTelemetry
+// semantic conventions'.
 const (
-	OutcomeKey     = attribute.Key("wsgate.outcome")
-	SourceKey      = attribute.Key("wsgate.credential.source")
+	// OutcomeKey is "accepted" or "refused".
+	OutcomeKey = attribute.Key("wsgate.outcome")
+	// SourceKey is where the credential was found (wsgate.Source.String:
+	// "bearer", "subprotocol", "query", "message", "none", ...).
+	SourceKey = attribute.Key("wsgate.credential.source")
+	// StatusClassKey is the HTTP status's class, "1xx" to "5xx" (metrics).
 	StatusClassKey = attribute.Key("wsgate.status_class")
-	CloseCodeKey   = attribute.Key("wsgate.close_code")
-	ClosePhaseKey  = attribute.Key("wsgate.close.phase")
+	// CloseCodeKey is the code of a close frame the gate sent.
+	CloseCodeKey = attribute.Key("wsgate.close_code")
+	// ClosePhaseKey is "handshake" for a close that refused a handshake,
+	// "session" for one that ended a session (metrics).
+	ClosePhaseKey = attribute.Key("wsgate.close.phase")
 )
 
 // Config configures an Instrumentation. Its zero value uses the global
@@ -248,7 +256,7 @@ func (in *Instrumentation) OnHandshake(ev wsgate.HandshakeEvent) {
 		// error of this span (as the HTTP conventions say for servers).
 		span.SetStatus(codes.Error, ev.Class)
 	}
-	if ev.Accepted && in.sessionSpans && span.SpanContext().IsValid() && comparable(ev.Context) {
+	if ev.Accepted && in.sessionSpans && span.SpanContext().IsValid() && keyable(ev.Context) {
 		in.sessionMu.Lock()
 		if len(in.pending) < maxPendingSpans {
 			in.pending[ev.Context] = span.SpanContext()
@@ -293,7 +301,7 @@ func (in *Instrumentation) OnSession(ev wsgate.SessionEvent) {
 }
 
 func (in *Instrumentation) startSession(ctx context.Context, ev wsgate.SessionEvent) {
-	if !comparable(ev.Context) {
+	if !keyable(ev.Context) {
 		return
 	}
 	in.sessionMu.Lock()
@@ -318,7 +326,7 @@ func (in *Instrumentation) startSession(ctx context.Context, ev wsgate.SessionEv
 }
 
 func (in *Instrumentation) endSession(ev wsgate.SessionEvent) {
-	if !comparable(ev.Context) {
+	if !keyable(ev.Context) {
 		return
 	}
 	in.sessionMu.Lock()
@@ -334,8 +342,8 @@ func (in *Instrumentation) endSession(ev wsgate.SessionEvent) {
 	span.End()
 }
 
-// comparable reports whether ctx can key a map.
-func comparable(ctx context.Context) bool {
+// keyable reports whether ctx can key a map.
+func keyable(ctx context.Context) bool {
 	return ctx != nil && reflect.TypeOf(ctx).Comparable()
 }
 

@@ -488,3 +488,33 @@ func TestInstrumentKeepsTheHooksAlreadySet(t *testing.T) {
 	assert.Equal(t, 1, handshakes)
 	assert.Equal(t, 2, sessions)
 }
+
+func TestRequestFactsBecomeConventionalAttributes(t *testing.T) {
+	spans := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	inst, err := otelwsgate.New(otelwsgate.Config{TracerProvider: tp, Route: "/ws"})
+	require.NoError(t, err)
+	inst.OnHandshake(wsgate.HandshakeEvent{
+		Status: 405, Class: "handshake", Method: "BREW", Proto: "HTTP/2.0", TLS: true,
+		Host: "[::1]:8443", RemoteAddr: "[2001:db8::1]:5555", Path: "/ws", Duration: time.Millisecond,
+	})
+	inst.OnHandshake(wsgate.HandshakeEvent{Accepted: true, Status: 200, Method: "CONNECT", Proto: "HTTP/2.0", Host: "example.com", Path: "/ws"})
+	got := spans.GetSpans()
+	require.Len(t, got, 2)
+	assert.Equal(t, "HTTP /ws", got[0].Name)
+	a := attrs(got[0].Attributes)
+	assert.Equal(t, "_OTHER", a["http.request.method"])
+	assert.Equal(t, "BREW", a["http.request.method_original"])
+	assert.Equal(t, "2", a["network.protocol.version"])
+	assert.Equal(t, "https", a["url.scheme"])
+	assert.Equal(t, "::1", a["server.address"])
+	assert.Equal(t, int64(8443), a["server.port"])
+	assert.Equal(t, "2001:db8::1", a["network.peer.address"])
+	assert.Equal(t, int64(5555), a["network.peer.port"])
+	assert.GreaterOrEqual(t, got[0].EndTime.Sub(got[0].StartTime), time.Millisecond, "the span starts when the request reached the gate")
+	assert.Equal(t, "CONNECT /ws", got[1].Name)
+	a = attrs(got[1].Attributes)
+	assert.Equal(t, "example.com", a["server.address"])
+	assert.NotContains(t, a, "server.port")
+	assert.NotContains(t, a, "network.peer.address")
+}
