@@ -11,7 +11,9 @@ import (
 )
 
 // ErrCredentialExpired is the cause (see context.Cause) of the cancellation
-// of a session's context when its credential expires.
+// of a session's context when its credential expires. A Verifier may also
+// return (or wrap) it for a credential that has expired: the client is
+// answered as for ErrInvalidToken, and the refusal's class is "expired".
 var ErrCredentialExpired = errors.New("wsgate: credential expired")
 
 // SetExpiry records, from inside a Verifier, that the credential being
@@ -67,6 +69,7 @@ type expiry struct {
 	timer *time.Timer
 	done  bool // expired, or the session has ended
 	fired bool
+	sent  ws.StatusCode // the close code the gate sent, for Config.OnSession
 	// ended is closed by stop, when the session callback has returned: from
 	// then on the gate alone reads the connection.
 	ended chan struct{}
@@ -139,6 +142,7 @@ func (e *expiry) end(cause error, code ws.StatusCode, reason string) {
 		e.conn.Close()
 		return
 	}
+	e.noteSent(code)
 	// The application may still be reading: two readers would split the
 	// stream between them, so the gate reads the client's close frame only
 	// once the callback has returned. If the application consumed the close

@@ -45,15 +45,25 @@ type Config struct {
 	VerifyTimeout time.Duration
 
 	// Logger, when set, gets one line per refusal (Info; Error for 5xx and
-	// failed upgrades) with status, reason, credential source, remote
-	// address and path, and one Debug line per accepted handshake. No
-	// header value or credential is ever logged.
+	// failed upgrades) with status, reason, class (see
+	// HandshakeEvent.Class), credential source, remote address and path,
+	// and one Debug line per accepted handshake. No header value or
+	// credential is ever logged.
 	Logger *slog.Logger
 
 	// OnHandshake, when set, is called once per handshake, accepted or
 	// refused, for metrics and auditing. It runs on the request's
 	// goroutine before the answer is finished, so it must be quick.
 	OnHandshake func(HandshakeEvent)
+
+	// OnSession, when set, is called when a session opens, right after
+	// its handshake's OnHandshake, and when it ends, with the close code
+	// the gate sent it (see SessionEvent), for live-session gauges and
+	// traces. It runs on the goroutine that opens or ends the session
+	// (the request's, or the one that closes the connection), so it must
+	// be quick. Package github.com/wsgate/wsgate/otelwsgate turns both
+	// hooks into OpenTelemetry spans and metrics.
+	OnSession func(SessionEvent)
 
 	// RefuseWithCloseFrame answers the credential, verification and
 	// subprotocol refusals (those with an Error.CloseCode) by completing the
@@ -174,6 +184,7 @@ func New[P any](verify Verifier[P], cfg Config) *Gate[P] {
 	if cfg.InBand != nil {
 		g.inband = cfg.InBand.withDefaults()
 	}
+	g.live.onSession = cfg.OnSession
 	g.origin.AllowedOrigins = append([]string(nil), cfg.Origin.AllowedOrigins...)
 	extractors := cfg.Extractors
 	if len(extractors) == 0 {
@@ -318,7 +329,9 @@ func (g *Gate[P]) acceptConn(w http.ResponseWriter, r *http.Request, a *Auth[P])
 	if !a.Expires.IsZero() {
 		_, exp = startExpiry(context.Background(), conn, a.Expires)
 	}
-	return g.live.add(&a.hs.live, conn, exp), nil
+	s := g.live.add(&a.hs.live, conn, exp)
+	g.sessionOpened(s, r, a.Source)
+	return s, nil
 }
 
 // Refuse answers err, a refusal from Authenticate, as the gate does: with
@@ -388,6 +401,7 @@ func (g *Gate[P]) serveSession(r *http.Request, conn net.Conn, a Auth[P], serve 
 	s := Session[P]{Auth: a, Conn: conn, Request: r}
 	if a.Expires.IsZero() {
 		s.live = g.live.add(&a.hs.live, conn, nil)
+		g.sessionOpened(s.live, r, a.Source)
 		defer g.live.remove(s.live)
 		serve(r.Context(), s)
 		return
@@ -395,6 +409,7 @@ func (g *Gate[P]) serveSession(r *http.Request, conn net.Conn, a Auth[P], serve 
 	ctx, exp := startExpiry(r.Context(), conn, a.Expires)
 	s.exp = exp
 	s.live = g.live.add(&a.hs.live, conn, exp)
+	g.sessionOpened(s.live, r, a.Source)
 	defer g.live.remove(s.live)
 	defer exp.stop()
 	serve(ctx, s)

@@ -1,10 +1,13 @@
 package wsgate
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -12,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -116,6 +120,7 @@ func TestOnHandshakeSeesEveryOutcome(t *testing.T) {
 
 func withoutDuration(ev HandshakeEvent) HandshakeEvent {
 	ev.Duration, ev.RemoteAddr = 0, ""
+	ev.Context, ev.Method, ev.Host, ev.Proto = nil, "", "", ""
 	return ev
 }
 
@@ -230,4 +235,269 @@ func TestOnHandshakeReportsCloseCodes(t *testing.T) {
 		assert.Zero(t, ev.CloseCode)
 		assert.ErrorIs(t, ev.Err, ErrOrigin)
 	})
+}
+
+// classedError is a verifier's error that names its refusal class.
+type classedError struct {
+	class string
+	err   error
+}
+
+func (e classedError) Error() string { return "verifier says " + e.class }
+func (e classedError) Unwrap() error { return e.err }
+func (e classedError) Class() string { return e.class }
+
+func TestRefusalsCarryTheirClass(t *testing.T) {
+	verify := func(ctx context.Context, c Credential) (user, error) {
+		switch c.Token() {
+		case "expired-token":
+			return user{}, fmt.Errorf("token of 2001-01-01: %w", ErrCredentialExpired)
+		case "bad-signature":
+			return user{}, classedError{"bad_signature", ErrInvalidToken}
+		case "revoked":
+			return user{}, classedError{"revoked", ErrForbidden}
+		case "unsafe-class":
+			return user{}, classedError{"Bad Class\n", ErrInvalidToken}
+		case "long-class":
+			return user{}, classedError{strings.Repeat("x", maxClassLen+1), ErrInvalidToken}
+		case "slow":
+			return user{}, context.DeadlineExceeded
+		}
+		return refusingVerifier(ctx, c)
+	}
+	bearer := func(token string) *http.Request { return newHandshake("/ws", "Authorization", "Bearer "+token) }
+	post := newHandshake("/ws")
+	post.Method = http.MethodPost
+	tests := []struct {
+		name   string
+		r      *http.Request
+		status int
+		class  string
+	}{
+		{"not a handshake", post, 405, "handshake"},
+		{"a foreign origin", newHandshake("/ws", "Origin", "http://evil.example"), 403, "origin"},
+		{"a malformed protocol list", newHandshake("/ws", "Sec-WebSocket-Protocol", "a b"), 400, "protocol"},
+		{"no credential", newHandshake("/ws"), 401, "no_credential"},
+		{"two credentials", newHandshake("/ws?access_token=x", "Authorization", "Bearer y"), 400, "ambiguous"},
+		{"an unreadable credential", bearer("a b"), 400, "malformed"},
+		{"a wrong token", bearer("wrong"), 401, "invalid"},
+		{"an expired token", bearer("expired-token"), 401, "expired"},
+		{"a verifier's own class", bearer("bad-signature"), 401, "bad_signature"},
+		{"a verifier's own class on a 403", bearer("revoked"), 403, "revoked"},
+		{"a class with unsafe characters", bearer("unsafe-class"), 401, "invalid"},
+		{"a class too long", bearer("long-class"), 401, "invalid"},
+		{"a forbidden token", bearer("forbidden-token"), 403, "forbidden"},
+		{"a verifier past its deadline", bearer("slow"), 503, "timeout"},
+		{"a failing verifier", bearer("broken-token"), 500, "verifier_error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got events
+			var buf bytes.Buffer
+			cfg := allWays()
+			cfg.OnHandshake = got.add
+			cfg.Logger = slog.New(slog.NewJSONHandler(&buf, nil)) // Info: no cause
+			g := New(verify, cfg)
+			w := serveOnce(g.Handler(echoHandler), tt.r)
+			assert.Equal(t, tt.status, w.status)
+			require.Len(t, got.all, 1)
+			assert.Equal(t, tt.class, got.all[0].Class)
+
+			var line map[string]any
+			require.NoError(t, json.Unmarshal(buf.Bytes(), &line), buf.String())
+			assert.Equal(t, tt.class, line["class"])
+			assert.NotContains(t, line, "cause")
+			assert.NotContains(t, buf.String(), "verifier says")
+			assert.NotContains(t, buf.String(), "2001-01-01")
+		})
+	}
+}
+
+func TestAcceptedHandshakesHaveNoClass(t *testing.T) {
+	var got events
+	cfg := allWays()
+	cfg.OnHandshake = got.add
+	g := New(StaticToken(secret, user{"alice"}), cfg)
+	r := newHandshake("/ws", "Authorization", "Bearer "+secret)
+	serveOnce(g.Handler(echoHandler), r)
+	require.Len(t, got.all, 1)
+	ev := got.all[0]
+	assert.True(t, ev.Accepted)
+	assert.Empty(t, ev.Class)
+	assert.Equal(t, r.Context(), ev.Context)
+	assert.Equal(t, "GET", ev.Method)
+	assert.Equal(t, "HTTP/1.1", ev.Proto)
+	assert.Equal(t, r.Host, ev.Host)
+	assert.False(t, ev.TLS)
+}
+
+// sessions collects SessionEvents.
+type sessions struct {
+	mu  sync.Mutex
+	all []SessionEvent
+}
+
+func (s *sessions) add(ev SessionEvent) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.all = append(s.all, ev)
+}
+
+// wait returns the first n events, once they have arrived.
+func (s *sessions) wait(t *testing.T, n int) []SessionEvent {
+	t.Helper()
+	var got []SessionEvent
+	require.Eventually(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		got = append([]SessionEvent(nil), s.all...)
+		return len(got) >= n
+	}, 5*time.Second, 5*time.Millisecond)
+	return got[:n]
+}
+
+func TestOnSessionSeesEverySessionOpenAndEnd(t *testing.T) {
+	var hs events
+	var got sessions
+	cfg := allWays()
+	cfg.OnHandshake, cfg.OnSession = hs.add, got.add
+	g := New(StaticToken(secret, user{"alice"}), cfg)
+
+	t.Run("handler", func(t *testing.T) {
+		got.all, hs.all = nil, nil
+		r := newHandshake("/ws", "Authorization", "Bearer "+secret)
+		serveOnce(g.Handler(func(ctx context.Context, s Session[user]) {
+			require.Len(t, got.all, 1, "the session is open while the callback runs")
+		}), r)
+		all := got.wait(t, 2)
+		assert.Equal(t, SessionEvent{Source: SourceBearer, Path: "/ws", Context: r.Context()}, all[0])
+		assert.True(t, all[1].Ended)
+		assert.Equal(t, SourceBearer, all[1].Source)
+		assert.Zero(t, all[1].CloseCode)
+		assert.Positive(t, all[1].Duration)
+		require.Len(t, hs.all, 1)
+		assert.Equal(t, hs.all[0].Context, all[0].Context)
+	})
+	t.Run("accept, closed twice", func(t *testing.T) {
+		got.all = nil
+		r := newHandshake("/ws?access_token=" + secret)
+		a, err := g.Authenticate(r)
+		require.NoError(t, err)
+		s, err := g.Accept(newHijackWriter(), r, a)
+		require.NoError(t, err)
+		require.Len(t, got.all, 1)
+		require.NoError(t, s.Conn.Close())
+		s.Conn.Close()
+		all := got.wait(t, 2)
+		assert.Equal(t, SourceQuery, all[0].Source)
+		assert.True(t, all[1].Ended)
+		time.Sleep(20 * time.Millisecond)
+		assert.Len(t, got.all, 2, "one end per session")
+	})
+	t.Run("upgrade behind middleware", func(t *testing.T) {
+		got.all = nil
+		serveOnce(g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			conn, err := Upgrade(w, r)
+			require.NoError(t, err)
+			require.Len(t, got.all, 1)
+			assert.Equal(t, r.Context(), got.all[0].Context)
+			conn.Close()
+		})), newHandshake("/ws", "Sec-WebSocket-Protocol", "chat, access_token, "+secret))
+		all := got.wait(t, 2)
+		assert.Equal(t, SourceSubprotocol, all[0].Source)
+		assert.True(t, all[1].Ended)
+	})
+	t.Run("refusals open no session", func(t *testing.T) {
+		got.all = nil
+		serveOnce(g.Handler(echoHandler), newHandshake("/ws", "Authorization", "Bearer wrong"))
+		assert.Empty(t, got.all)
+	})
+}
+
+// TestOnSessionReportsTheCloseTheGateSent checks the close code of a
+// session's end: 4401 at the credential's expiry, 1001 at Shutdown, and
+// the in-band session's source.
+func TestOnSessionReportsTheCloseTheGateSent(t *testing.T) {
+	var got sessions
+	verify := func(ctx context.Context, c Credential) (user, error) {
+		if c.Token() == "short-lived" {
+			SetExpiry(ctx, time.Now().Add(100*time.Millisecond))
+			return user{"bob"}, nil
+		}
+		return refusingVerifier(ctx, c)
+	}
+	g := New(verify, Config{InBand: &InBandAuth{}, OnSession: got.add})
+	srv := newServer(t, g.Handler(func(ctx context.Context, s Session[user]) {
+		// Reads until the client's close frame, or the gate closes the
+		// connection under it.
+		for {
+			if _, _, err := wsutil.ReadClientData(s.Conn); err != nil || ctx.Err() != nil {
+				return
+			}
+		}
+	}))
+	dial := func(t *testing.T, header string, first string) (net.Conn, *bufio.Reader) {
+		conn, br, resp := rawHandshake(t, srv.Listener.Addr().String(), header, first)
+		require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+		return conn, br
+	}
+	answerClose := func(t *testing.T, conn net.Conn, br *bufio.Reader) ws.StatusCode {
+		code, _ := readClose(t, br)
+		_ = ws.WriteFrame(conn, ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(code, ""))))
+		return code
+	}
+
+	t.Run("expiry", func(t *testing.T) {
+		got.all = nil
+		conn, br := dial(t, "Authorization: Bearer short-lived\r\n", "")
+		assert.Equal(t, CloseUnauthorized, answerClose(t, conn, br))
+		all := got.wait(t, 2)
+		assert.True(t, all[1].Ended)
+		assert.Equal(t, CloseUnauthorized, all[1].CloseCode)
+	})
+	t.Run("shutdown", func(t *testing.T) {
+		got.all = nil
+		conn, br := dial(t, "Authorization: Bearer "+secret+"\r\n", "")
+		got.wait(t, 1)
+		done := make(chan error, 1)
+		go func() { done <- g.Shutdown(context.Background()) }()
+		assert.Equal(t, ws.StatusGoingAway, answerClose(t, conn, br))
+		require.NoError(t, <-done)
+		all := got.wait(t, 2)
+		assert.Equal(t, ws.StatusGoingAway, all[1].CloseCode)
+	})
+	t.Run("in band", func(t *testing.T) {
+		got.all = nil
+		conn, _ := dial(t, "", clientFrame(authMessage(secret)))
+		all := got.wait(t, 1)
+		assert.Equal(t, SourceMessage, all[0].Source)
+		assert.False(t, all[0].Ended)
+		conn.Close()
+		all = got.wait(t, 2)
+		assert.True(t, all[1].Ended)
+		assert.Zero(t, all[1].CloseCode)
+	})
+}
+
+// TestHooksCostNoAllocation checks that OnHandshake and OnSession add no
+// allocation to an accepted handshake: the events are values.
+func TestHooksCostNoAllocation(t *testing.T) {
+	measure := func(cfg Config) float64 {
+		g := New(StaticToken(secret, user{"alice"}), cfg)
+		h := g.Handler(func(context.Context, Session[user]) {})
+		r := newHandshake("/ws", "Authorization", "Bearer "+secret)
+		w := newHijackWriter()
+		return testing.AllocsPerRun(200, func() {
+			w.reset()
+			h.ServeHTTP(w, r)
+			if !w.hijacked {
+				panic(w.responseText())
+			}
+		})
+	}
+	without := measure(Config{})
+	with := measure(Config{OnHandshake: func(HandshakeEvent) {}, OnSession: func(SessionEvent) {}})
+	t.Logf("allocations per handshake: %.0f without hooks, %.0f with both", without, with)
+	assert.Equal(t, without, with)
+	assert.LessOrEqual(t, with, 1.0)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 
@@ -26,6 +27,15 @@ type liveSession struct {
 
 	prev, next *liveSession
 	removed    bool // guarded by list.mu
+
+	// For Config.OnSession: the request, its source and when the session
+	// opened (req is nil without the hook), the close code the gate sent
+	// (guarded by list.mu) and whether the end was reported.
+	req      *http.Request
+	src      Source
+	opened   time.Time
+	sent     ws.StatusCode
+	reported bool // guarded by list.mu
 }
 
 // Lock takes the session's write lock (see Session.WriteLock); hold it
@@ -66,6 +76,7 @@ func (s *liveSession) goAway() {
 		s.Conn.Close()
 		return
 	}
+	s.noteSent(ws.StatusGoingAway)
 	// As at the expiry, the gate reads the client's close frame only once
 	// the application stopped reading (its callback returned, or it closed
 	// the connection), within the linger.
@@ -90,6 +101,8 @@ type liveSessions struct {
 	mu   sync.Mutex
 	head *liveSession
 	n    int
+
+	onSession func(SessionEvent) // Config.OnSession
 }
 
 // add puts the session of conn in the list, in node, the handshake's own
@@ -112,6 +125,9 @@ func (l *liveSessions) add(node *liveSession, conn net.Conn, exp *expiry) *liveS
 }
 
 func (l *liveSessions) remove(s *liveSession) {
+	if l.onSession != nil {
+		defer l.sessionEnded(s)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if s.removed {

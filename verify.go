@@ -15,9 +15,20 @@ import (
 // or wrong (answered 401, error="invalid_token"), and ErrForbidden for a
 // valid credential that may not open this socket (403,
 // error="insufficient_scope"). If ctx is done before the verifier returns an
-// error, or the error wraps context.DeadlineExceeded, the answer is 503. Any
+// error, or the error wraps context.DeadlineExceeded, the answer is 503. An
+// error matching ErrCredentialExpired is answered as ErrInvalidToken. Any
 // other error is answered 500 with a generic body; the error itself reaches
-// only the caller's logs, so it must not contain the credential.
+// only the caller's logs (at Debug), so it must not contain the credential.
+//
+// The refusal's class (HandshakeEvent.Class, the "class" of the log line,
+// the error.type of package otelwsgate's spans and metrics) is "invalid",
+// "forbidden", "timeout" or "verifier_error" by the answer, and "expired"
+// for an error matching ErrCredentialExpired. An error that has a method
+// Class() string (found with errors.As) names a class of its own instead,
+// such as "bad_signature" or "revoked", so that an operator can tell
+// refusals apart without reading the error text: a lower-case ASCII letter,
+// then at most 31 lower-case letters, digits or underscores, else it is
+// ignored. Keep them to a small fixed set: they become metric labels.
 //
 // ctx carries the gate's verification deadline and is cancelled when the
 // client goes away. A verifier is called concurrently from many handshakes.
@@ -61,6 +72,8 @@ func verifyError(ctx context.Context, err error, src Source) *Error {
 		e = errInvalidToken
 	case errors.Is(err, ErrForbidden):
 		e = errForbidden
+	case errors.Is(err, ErrCredentialExpired):
+		e = errInvalidToken
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), ctx.Err() != nil:
 		e = errVerifyTimeout
 	default:

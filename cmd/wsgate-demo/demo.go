@@ -63,6 +63,7 @@ type demo struct {
 	store   *ticket.MemoryStore
 	issuer  http.Handler
 	gates   map[string]http.Handler // by path
+	tel     *telemetry              // GET /metrics and /spans
 
 	mu      sync.Mutex
 	last    *attempt
@@ -108,6 +109,7 @@ func newDemo(token string, log *slog.Logger) *demo {
 		store:   ticket.NewMemoryStore(ticket.MemoryStoreOptions{MaxEntries: 10_000}),
 		gates:   map[string]http.Handler{},
 		pending: map[string]*attempt{},
+		tel:     newTelemetry(),
 	}
 	// A ticket is bound to the Origin of the page that fetched it, and
 	// valid once, for ticketTTL, at any of the demo's endpoints.
@@ -129,12 +131,14 @@ func newDemo(token string, log *slog.Logger) *demo {
 		Protocols:   []string{"chat"},
 		Extractors:  extractors,
 		OnHandshake: d.observer(),
+		OnSession:   d.tel.session,
 	}).Handler(d.echo)
 	d.gates[pathWSClose] = wsgate.New(d.verifyWS, wsgate.Config{
 		Protocols:            []string{"chat"},
 		Extractors:           extractors,
 		RefuseWithCloseFrame: true,
 		OnHandshake:          d.observer(),
+		OnSession:            d.tel.session,
 	}).Handler(d.echo)
 	// The in-band gate keeps the default extractors (Bearer and the marker
 	// form): a handshake without a credential is upgraded, and its first
@@ -144,6 +148,7 @@ func newDemo(token string, log *slog.Logger) *demo {
 		RefuseWithCloseFrame: true,
 		InBand:               &wsgate.InBandAuth{Timeout: inBandTimeout},
 		OnHandshake:          d.observer(),
+		OnSession:            d.tel.session,
 	}).Handler(d.echo)
 	return d
 }
@@ -194,6 +199,8 @@ func (d *demo) handler(pc pageConfig) http.Handler {
 		defer d.mu.Unlock()
 		writeJSON(w, d.last)
 	}))
+	mux.HandleFunc("GET /metrics", localOnly(d.tel.serveMetrics))
+	mux.HandleFunc("GET /spans", localOnly(d.tel.serveSpans))
 	mux.HandleFunc("POST /login", d.login)
 	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
 		http.SetCookie(w, &http.Cookie{Name: cookieName, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
@@ -282,6 +289,7 @@ func (d *demo) serveWS(w http.ResponseWriter, r *http.Request) {
 // echo, which knows the subprotocol).
 func (d *demo) observer() func(wsgate.HandshakeEvent) {
 	return func(ev wsgate.HandshakeEvent) {
+		d.tel.handshake(ev)
 		if ev.Accepted {
 			return
 		}

@@ -43,6 +43,10 @@ opens its sockets to -addr, from another origin):
                    convenience: a real server never hands a token to a page)
   GET  /last       JSON: the last handshake's credential headers, secrets masked,
                    its endpoint, status, close code and reason
+  GET  /metrics    the gates' counters in the Prometheus text format, under the
+                   names package otelwsgate gives them (handshakes by outcome,
+                   source, status class and refusal class; live sessions; closes)
+  GET  /spans      JSON: the last 20 handshakes as the spans otelwsgate records
   POST /login      form field "token"; sets cookie wsgate_token (HttpOnly,
                    SameSite=Strict, Path=/) and answers 204, or 401
   POST /logout     clears the cookie
