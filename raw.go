@@ -759,7 +759,24 @@ type rawOutcome[P any] struct {
 	conn net.Conn // the upgraded connection, with any bytes read past the handshake
 	req  *http.Request
 	ctx  context.Context // the serve context's parent
+	kept *rawSession     // what the session keeps of the request (nil after the slow path)
 	err  *Error
+}
+
+// request returns the handshake request as the session reports it: the
+// parsed one after the slow path, else the one RequestFrom makes.
+func (o *rawOutcome[P]) request() *http.Request {
+	if o.req != nil {
+		return o.req
+	}
+	return o.kept.facts.request()
+}
+
+// rawOpened reports the session ls to Config.OnSession.
+func (g *Gate[P]) rawOpened(ls *liveSession, o *rawOutcome[P]) {
+	if g.live.onSession != nil {
+		g.sessionOpened(ls, o.request(), o.auth.Source)
+	}
 }
 
 // upgradeRaw reads and answers the handshake on conn. On failure the client
@@ -812,7 +829,7 @@ func (g *Gate[P]) upgradeRaw(conn net.Conn) rawOutcome[P] {
 		g.observeRaw(s, start, http.StatusSwitchingProtocols, s.auth.Source, nil, 0)
 		out = rawOutcome[P]{auth: s.auth, conn: s.session(conn)}
 		out.auth.req = nil
-		out.ctx = &s.kept.ctx
+		out.ctx, out.kept = &s.kept.ctx, s.kept
 		return out
 	case s.rejected:
 		e := s.refusal
@@ -907,13 +924,21 @@ func (g *Gate[P]) observeRaw(s *rawState[P], start time.Time, status int, src So
 	}
 	r := &http.Request{
 		Method:     http.MethodGet,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
 		URL:        &url.URL{Path: strings.Clone(s.url.Path)},
+		Host:       strings.Clone(s.req.Host),
 		RemoteAddr: strings.Clone(s.remote()),
 		Header:     http.Header{},
 	}
 	if s.url.Path == "" && s.req.RequestURI != "" {
 		p, _, _ := strings.Cut(s.req.RequestURI, "?")
 		r.URL.Path = strings.Clone(p)
+	}
+	if s.req.TLS != nil {
+		cs := *s.req.TLS
+		r.TLS = &cs
 	}
 	g.observe(r, start, status, src, err, code)
 }
@@ -949,6 +974,7 @@ func (g *Gate[P]) UpgradeConn(conn net.Conn) (Session[P], error) {
 		_, exp = startExpiry(out.ctx, out.conn, a.Expires)
 	}
 	ls := g.live.add(&a.hs.live, out.conn, exp)
+	g.rawOpened(ls, &out)
 	return Session[P]{Auth: a, Conn: ls, Request: out.req, exp: exp, live: ls}, nil
 }
 
@@ -996,6 +1022,7 @@ func (g *Gate[P]) serveRaw(conn net.Conn, serve func(context.Context, Session[P]
 		defer s.exp.stop()
 	}
 	s.live = g.live.add(&a.hs.live, out.conn, s.exp)
+	g.rawOpened(s.live, &out)
 	defer g.live.remove(s.live)
 	serve(ctx, s)
 }
