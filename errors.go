@@ -85,10 +85,11 @@ type Error struct {
 	// Source is where the offending credential was found, or SourceNone.
 	Source Source
 
-	kind  error
-	cause error
-	start time.Time // when the gate first saw the request, if observed
-	hdr   extraHeader
+	kind       error
+	cause      error
+	start      time.Time // when the gate first saw the request, if observed
+	hdr        extraHeader
+	retryAfter time.Duration // > 0: answered with Retry-After
 }
 
 // extraHeader names the header a handshake refusal answers with besides
@@ -240,6 +241,7 @@ func asError(err error) *Error {
 var sentinelRefusals = []*Error{
 	errInvalidToken, errForbidden, errNoCredential, errAmbiguous, errMalformed401,
 	errOrigin, errProtocols, errVerifyTimeout, errNotHijacker, errHTTPVersion,
+	errTooManySessions, errRateLimited, errRegistry,
 }
 
 // WriteError answers a refused handshake: the status of err, the headers its
@@ -276,6 +278,9 @@ func writeError(w http.ResponseWriter, e *Error, ch *challenges, basic, h2 bool)
 		h["Upgrade"] = hdrUpgradeWS
 	case versionHeader:
 		h["Sec-Websocket-Version"] = hdrVersion13
+	}
+	if e.retryAfter > 0 {
+		h["Retry-After"] = retryAfterValue(e.retryAfter)
 	}
 	switch {
 	case e.Source == SourceBasic || e.kind == ErrNoCredential && basic:
