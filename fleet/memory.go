@@ -30,14 +30,15 @@ type Memory struct {
 	seq    atomic.Uint64
 
 	mu    sync.Mutex
-	byID  map[string]*entry
+	byID  map[uint64]*entry // by the sequence number that ends the id
 	byKey map[string]*entry // the newest session of each key, linked to the others
-	count map[string]int
 }
 
 type entry struct {
-	id, key    string
+	seq        uint64
+	key        string
 	m          Member
+	n          int    // in the head of a key's list: the key's sessions
 	prev, next *entry // sessions of the same key
 }
 
@@ -55,71 +56,85 @@ func newPrefix() string {
 }
 
 // NewID returns an id unique among the ids made with prefix: the prefix
-// and a sequence number. Implementations of Registry use it with a prefix
-// of their own (see NewIDPrefix).
-func NewID(prefix string, seq *atomic.Uint64) string {
+// and the sequence number n in base 36. Implementations of Registry use it
+// with a prefix of their own (see NewIDPrefix).
+func NewID(prefix string, n uint64) string {
 	var b [40]byte
-	n := copy(b[:], prefix)
-	return string(strconv.AppendUint(b[:n], seq.Add(1), 36))
+	k := copy(b[:], prefix)
+	return string(strconv.AppendUint(b[:k], n, 36))
+}
+
+// idSeq returns the sequence number of an id NewID made with prefix.
+func idSeq(prefix, id string) (uint64, bool) {
+	if len(id) <= len(prefix) || id[:len(prefix)] != prefix {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(id[len(prefix):], 36, 64)
+	return n, err == nil
 }
 
 // NewIDPrefix returns 64 random bits in hex and a dash, a prefix for NewID
 // that no other process draws.
 func NewIDPrefix() string { return newPrefix() }
 
+func (r *Memory) init() {
+	r.once.Do(func() { r.prefix = newPrefix() })
+}
+
 // Join admits m under key, unless key holds MaxPerKey sessions already.
 func (r *Memory) Join(_ context.Context, key string, m Member) (string, error) {
-	r.once.Do(func() {
-		if r.prefix == "" {
-			r.prefix = newPrefix()
-		}
-	})
-	e := &entry{id: NewID(r.prefix, &r.seq), key: key, m: m}
+	r.init()
+	e := &entry{seq: r.seq.Add(1), key: key, m: m}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.byID == nil {
-		r.byID, r.byKey, r.count = map[string]*entry{}, map[string]*entry{}, map[string]int{}
+		r.byID, r.byKey = map[uint64]*entry{}, map[string]*entry{}
 	}
 	if key != "" {
-		if r.max > 0 && r.count[key] >= r.max {
-			return "", ErrTooManySessions
-		}
-		r.count[key]++
-		if head := r.byKey[key]; head != nil {
+		head := r.byKey[key]
+		if head != nil {
+			if r.max > 0 && head.n >= r.max {
+				r.mu.Unlock()
+				return "", ErrTooManySessions
+			}
+			e.n, head.n = head.n, 0
 			head.prev, e.next = e, head
 		}
+		e.n++
 		r.byKey[key] = e
 	}
-	r.byID[e.id] = e
-	return e.id, nil
+	r.byID[e.seq] = e
+	r.mu.Unlock()
+	return NewID(r.prefix, e.seq), nil
 }
 
 // Leave removes the session id.
 func (r *Memory) Leave(id string) {
+	r.init()
+	seq, ok := idSeq(r.prefix, id)
+	if !ok {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	e := r.byID[id]
+	e := r.byID[seq]
 	if e == nil {
 		return
 	}
-	delete(r.byID, id)
+	delete(r.byID, seq)
 	if e.key == "" {
 		return
 	}
 	if e.prev != nil {
 		e.prev.next = e.next
+		r.byKey[e.key].n--
 	} else if e.next != nil {
+		e.next.n = e.n - 1
 		r.byKey[e.key] = e.next
 	} else {
 		delete(r.byKey, e.key)
 	}
 	if e.next != nil {
 		e.next.prev = e.prev
-	}
-	if n := r.count[e.key] - 1; n > 0 {
-		r.count[e.key] = n
-	} else {
-		delete(r.count, e.key)
 	}
 }
 
@@ -130,7 +145,10 @@ func (r *Memory) Len(key string) int {
 	if key == "" {
 		return len(r.byID)
 	}
-	return r.count[key]
+	if head := r.byKey[key]; head != nil {
+		return head.n
+	}
+	return 0
 }
 
 // Revoke closes every live session of key with CloseRevoked "session
@@ -154,8 +172,13 @@ func (r *Memory) Revoke(ctx context.Context, key string) (int, error) {
 // RevokeSession closes the live session id as Revoke does, and reports
 // whether it found it.
 func (r *Memory) RevokeSession(ctx context.Context, id string) (bool, error) {
+	r.init()
+	seq, ok := idSeq(r.prefix, id)
+	if !ok {
+		return false, nil
+	}
 	r.mu.Lock()
-	e := r.byID[id]
+	e := r.byID[seq]
 	r.mu.Unlock()
 	if e == nil {
 		return false, nil
