@@ -2,6 +2,7 @@ package wsgate
 
 import (
 	"context"
+	"github.com/wsgate/wsgate/fleet"
 	"net/http"
 	"testing"
 
@@ -144,6 +145,42 @@ func BenchmarkGateExtractors(b *testing.B) {
 			for b.Loop() {
 				w.reset()
 				r.Header["Sec-Websocket-Protocol"] = append(r.Header["Sec-Websocket-Protocol"][:0], offer)
+				h.ServeHTTP(w, r)
+				if !w.hijacked {
+					b.Fatal(w.responseText())
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkGateFleet is the handler form's subprotocol handshake without
+// and with the fleet controls in memory (a Registry with a cap, a Limiter):
+// their cost is the difference, within one run.
+func BenchmarkGateFleet(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		cfg  func() Config
+	}{
+		{"plain", func() Config { return allWays() }},
+		{"registry+cap+limiter", func() Config {
+			cfg := allWays()
+			cfg.Registry = fleet.NewMemory(fleet.MemoryOptions{MaxPerKey: 1})
+			cfg.PrincipalKey = func(p any) string { return p.(user).Name }
+			cfg.Limiter = fleet.NewMemoryLimiter(fleet.LimiterOptions{})
+			return cfg
+		}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			h := New(StaticToken(secret, user{"alice"}), c.cfg()).Handler(func(context.Context, Session[user]) {})
+			r := newHandshake("/ws", "Sec-WebSocket-Protocol", "chat, access_token, "+secret)
+			r.RemoteAddr = "192.0.2.1:1234"
+			protos := append([]string(nil), r.Header["Sec-Websocket-Protocol"]...)
+			w := newHijackWriter()
+			for b.Loop() {
+				w.reset()
+				r.Header["Sec-Websocket-Protocol"] = append(r.Header["Sec-Websocket-Protocol"][:0], protos...)
 				h.ServeHTTP(w, r)
 				if !w.hijacked {
 					b.Fatal(w.responseText())

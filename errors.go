@@ -85,10 +85,11 @@ type Error struct {
 	// Source is where the offending credential was found, or SourceNone.
 	Source Source
 
-	kind  error
-	cause error
-	start time.Time // when the gate first saw the request, if observed
-	hdr   extraHeader
+	kind       error
+	cause      error
+	start      time.Time // when the gate first saw the request, if observed
+	hdr        extraHeader
+	retryAfter time.Duration // > 0: answered with Retry-After
 }
 
 // extraHeader names the header a handshake refusal answers with besides
@@ -240,6 +241,7 @@ func asError(err error) *Error {
 var sentinelRefusals = []*Error{
 	errInvalidToken, errForbidden, errNoCredential, errAmbiguous, errMalformed401,
 	errOrigin, errProtocols, errVerifyTimeout, errNotHijacker, errHTTPVersion,
+	errTooManySessions, errRateLimited, errRegistry,
 }
 
 // WriteError answers a refused handshake: the status of err, the headers its
@@ -282,7 +284,7 @@ type headerPair struct {
 // refusalHeaders returns the headers of the answer to e but Content-Type,
 // which both writers of refusals (writeError, and writeRawError on the raw
 // path) write themselves.
-func refusalHeaders(e *Error, ch *challenges, basic, h2 bool) (h [6]headerPair, n int) {
+func refusalHeaders(e *Error, ch *challenges, basic, h2 bool) (h [7]headerPair, n int) {
 	add := func(k string, v []string) {
 		h[n] = headerPair{k, v}
 		n++
@@ -299,6 +301,9 @@ func refusalHeaders(e *Error, ch *challenges, basic, h2 bool) (h [6]headerPair, 
 		add("Upgrade", hdrUpgradeWS)
 	case versionHeader:
 		add("Sec-Websocket-Version", hdrVersion13)
+	}
+	if e.retryAfter > 0 {
+		add("Retry-After", retryAfterValue(e.retryAfter))
 	}
 	switch {
 	case e.Source == SourceBasic || e.kind == ErrNoCredential && basic:

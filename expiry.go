@@ -26,7 +26,7 @@ var ErrCredentialExpired = errors.New("wsgate: credential expired")
 // (4401) with reason "credential expired", waits for the callback to return
 // and for the client's close frame, and closes the connection (within three
 // seconds of t, whatever the callback does), unless the application moved
-// the expiry with Session.Renew first. A t already past
+// the expiry with Session.Refresh first. A t already past
 // closes the connection right after the upgrade. Upgrade behind
 // Gate.Middleware and Gate.Accept enforce it the same way on the connection
 // they return, without a context to cancel (closing the connection ends the
@@ -184,7 +184,8 @@ func lockWriter(mu *sync.Mutex, conn net.Conn) (locked, writable bool) {
 	return false, false
 }
 
-// renew moves the expiry to t; see Session.Renew.
+// renew moves the expiry to t (zero: none), and reports false when the
+// session has expired or ended; see Session.Refresh.
 func (e *expiry) renew(t time.Time) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -214,19 +215,6 @@ func (e *expiry) stop() {
 	if fired {
 		<-e.closed
 	}
-}
-
-// Renew moves the session's credential expiry to t, for example after the
-// client sent a fresh credential that the application verified; the zero t
-// removes it. It reports false when the session has no expiry (the Verifier
-// set none, see SetExpiry) or the credential has already expired, in which
-// case the context is cancelled and the connection is being closed: renew
-// before the moment, not after it. Renew is safe for concurrent use.
-func (s Session[P]) Renew(t time.Time) bool {
-	if s.exp == nil {
-		return false
-	}
-	return s.exp.renew(t)
 }
 
 // WriteLock returns the lock the gate takes, from a goroutine of its own,

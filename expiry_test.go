@@ -49,11 +49,32 @@ func TestExpiryClosesALiveConnection(t *testing.T) {
 	}
 }
 
-func TestRenewalKeepsTheConnectionOpen(t *testing.T) {
+// refreshingVerifier accepts secret for ttl and fresh for an hour, both
+// as alice, and other for an hour as bob.
+func refreshingVerifier(ttl time.Duration) Verifier[user] {
+	return func(ctx context.Context, c Credential) (user, error) {
+		switch c.Token() {
+		case secret:
+			SetExpiry(ctx, time.Now().Add(ttl))
+			return user{"alice"}, nil
+		case "fresh":
+			SetExpiry(ctx, time.Now().Add(time.Hour))
+			return user{"alice"}, nil
+		case "other":
+			SetExpiry(ctx, time.Now().Add(time.Hour))
+			return user{"bob"}, nil
+		}
+		return user{}, ErrInvalidToken
+	}
+}
+
+func userKey(p any) string { return p.(user).Name }
+
+func TestRefreshKeepsTheConnectionOpen(t *testing.T) {
 	renewed := make(chan bool, 1)
-	g := New(expiringVerifier(200*time.Millisecond), Config{})
+	g := New(refreshingVerifier(200*time.Millisecond), Config{PrincipalKey: userKey})
 	srv := newServer(t, g.Handler(func(ctx context.Context, s Session[user]) {
-		renewed <- s.Renew(time.Now().Add(time.Hour))
+		renewed <- s.Refresh(NewCredential(SourceMessage, "fresh")) == nil
 		msg, _, err := wsutil.ReadClientData(s.Conn)
 		if err != nil {
 			return
@@ -80,12 +101,12 @@ func TestRenewalKeepsTheConnectionOpen(t *testing.T) {
 	assert.Equal(t, "ctx alive: ping", string(f.Payload))
 }
 
-func TestRenewAfterExpiryFails(t *testing.T) {
+func TestRefreshAfterExpiryFails(t *testing.T) {
 	results := make(chan bool, 1)
-	g := New(expiringVerifier(50*time.Millisecond), Config{})
+	g := New(refreshingVerifier(50*time.Millisecond), Config{PrincipalKey: userKey})
 	srv := newServer(t, g.Handler(func(ctx context.Context, s Session[user]) {
 		<-ctx.Done()
-		results <- s.Renew(time.Now().Add(time.Hour))
+		results <- s.Refresh(NewCredential(SourceMessage, "fresh")) == nil
 	}))
 	_, br, _ := rawHandshake(t, srv.Listener.Addr().String(), "Authorization: Bearer "+secret+"\r\n", "")
 	code, _ := readClose(t, br)
@@ -122,7 +143,7 @@ func TestWithoutExpiryTheSessionHasNone(t *testing.T) {
 	results := make(chan result, 1)
 	g := New(StaticToken(secret, user{"alice"}), Config{})
 	srv := newServer(t, g.Handler(func(ctx context.Context, s Session[user]) {
-		results <- result{s.Renew(time.Now().Add(time.Hour)), s.WriteLock(), s.Expires.IsZero()}
+		results <- result{s.Refresh(NewCredential(SourceMessage, secret)) == nil, s.WriteLock(), s.Expires.IsZero()}
 	}))
 	_, _, resp := rawHandshake(t, srv.Listener.Addr().String(), "Authorization: Bearer "+secret+"\r\n", "")
 	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)

@@ -126,9 +126,15 @@ func (g *Gate[P]) serveInBand(w http.ResponseWriter, r *http.Request, start time
 	cred.Source = SourceMessage
 	a := Auth[P]{Source: SourceMessage, Protocol: protocol}
 	var verr *Error
-	a.hs, verr = g.verifyCredential(r, cred, &a.Principal, nil)
+	a.hs, verr = g.verifyLimited(r, cred, &a.Principal, nil)
+	if verr == nil {
+		verr = g.join(r, &a)
+	}
 	if verr != nil {
 		code := verr.CloseCode
+		if code == 0 {
+			code = ws.StatusInternalServerError
+		}
 		closeHandshake(conn, code, closeReason(verr.Reason), 0)
 		if g.observed() {
 			g.observe(r, start, verr.Status, SourceMessage, verr.clone(), code)

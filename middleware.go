@@ -6,7 +6,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
+
+	"github.com/wsgate/wsgate/fleet"
 )
 
 // Config configures a Gate. Its zero value is safe: same-origin policy,
@@ -106,6 +109,42 @@ type Config struct {
 	// 10 s): a client that is slower is disconnected without an answer. The
 	// net/http entry points rely on http.Server's ReadHeaderTimeout instead.
 	HandshakeTimeout time.Duration
+
+	// Registry, when set, holds every live session the gate serves (see
+	// package fleet): each gets an id (Session.ID) and a principal key
+	// (Session.Key), can be closed with Revoke or RevokeSession of the
+	// registry (close fleet.CloseRevoked, 4410 "session revoked"), and
+	// counts toward the registry's cap of sessions per key, checked after
+	// the verifier and before the gate answers: a handshake over the cap
+	// is refused with 429 (close-frame mode: fleet.CloseTooManySessions,
+	// 4409 "too many sessions"), an *Error matching fleet.ErrTooManySessions.
+	// Applies to every entry point that upgrades (Handler, Upgrade behind
+	// Middleware, Accept, and in-band authentication).
+	Registry fleet.Registry
+
+	// PrincipalKey turns the Verifier's principal (of the gate's type P)
+	// into the key Registry counts and revokes sessions by, and that
+	// Session.Refresh requires a fresh credential to keep. nil means the
+	// principal itself when P is a string, its String() when P is a
+	// fmt.Stringer, and otherwise no key: sessions are then registered
+	// under "", which no cap counts and no Revoke(key) reaches, and
+	// Session.Refresh fails. Keep it short and free of secrets: a Redis
+	// registry uses it in key names.
+	PrincipalKey func(principal any) string
+
+	// Limiter, when set, limits failed handshakes per client address (see
+	// fleet.Limiter): before the Verifier runs, an address that sent too
+	// many credentials the Verifier refused as invalid (ErrInvalidToken)
+	// is refused with 429 and Retry-After (close-frame mode and in band:
+	// fleet.CloseRateLimited, 4429 "too many failed attempts"), an *Error
+	// matching fleet.ErrRateLimited, and the Verifier is not called.
+	Limiter fleet.Limiter
+
+	// TrustedProxies are the networks of reverse proxies whose
+	// X-Forwarded-For tells the client's address to the Limiter, by the
+	// rule of ticket.Service.TrustedProxies. Empty means the peer's own
+	// address (r.RemoteAddr) counts, whatever X-Forwarded-For says.
+	TrustedProxies []netip.Prefix
 }
 
 const defaultRealm = "wsgate"
@@ -149,6 +188,10 @@ type Gate[P any] struct {
 	rawFree          rawFree[P]
 	maxHandshake     int
 	handshakeTimeout time.Duration
+	registry         fleet.Registry
+	limiter          fleet.Limiter
+	trusted          []netip.Prefix
+	keyOf            func(P) string // nil: no principal key
 }
 
 // New returns a Gate that verifies credentials with verify. It panics if
@@ -180,6 +223,11 @@ func New[P any](verify Verifier[P], cfg Config) *Gate[P] {
 
 		maxHandshake:     cfg.MaxHandshakeBytes,
 		handshakeTimeout: cfg.HandshakeTimeout,
+
+		registry: cfg.Registry,
+		limiter:  cfg.Limiter,
+		trusted:  append([]netip.Prefix(nil), cfg.TrustedProxies...),
+		keyOf:    principalKeyFunc[P](&cfg),
 	}
 	if cfg.InBand != nil {
 		g.inband = cfg.InBand.withDefaults()
@@ -233,7 +281,7 @@ type Auth[P any] struct {
 	// such messages. message.Read and message.Write handle both.
 	Compression bool
 	// Expires is when the credential expires, as the Verifier reported it
-	// with SetExpiry, or the zero time. Session.Renew does not change it.
+	// with SetExpiry, or the zero time. Session.Refresh does not change it.
 	Expires time.Time
 
 	gate  *Gate[P]      // the gate that decided, nil for none
@@ -257,9 +305,16 @@ type Session[P any] struct {
 	// Request is the handshake request, without the credential's
 	// subprotocol entry or query parameter.
 	Request *http.Request
+	// ID is the session's id in Config.Registry (for the registry's
+	// RevokeSession), or "" without a registry.
+	ID string
+	// Key is the session's principal key in Config.Registry (see
+	// Config.PrincipalKey), or "" without a registry or a key.
+	Key string
 
-	exp  *expiry      // nil: the credential has no expiry
-	live *liveSession // its place among the gate's live sessions
+	exp   *expiry       // nil: the credential has no expiry
+	live  *liveSession  // its place among the gate's live sessions
+	facts *requestFacts // on the raw path, what the session keeps of the request
 }
 
 // Authenticate runs every check of the gate on r without writing anything
@@ -313,7 +368,7 @@ func (g *Gate[P]) Accept(w http.ResponseWriter, r *http.Request, a Auth[P]) (Ses
 	}
 	s := Session[P]{Auth: a, Conn: conn, Request: r}
 	if ls, ok := conn.(*liveSession); ok {
-		s.exp, s.live = ls.exp, ls
+		s.exp, s.live, s.ID, s.Key = ls.exp, ls, ls.fl.id, ls.fl.key
 	}
 	return s, nil
 }
@@ -402,6 +457,7 @@ func (g *Gate[P]) serveSession(r *http.Request, conn net.Conn, a Auth[P], serve 
 	if a.Expires.IsZero() {
 		s.live = g.live.add(&a.hs.live, conn, nil)
 		g.sessionOpened(s.live, r, a.Source)
+		s.ID, s.Key = s.live.fl.id, s.live.fl.key
 		defer g.live.remove(s.live)
 		serve(r.Context(), s)
 		return
@@ -410,6 +466,7 @@ func (g *Gate[P]) serveSession(r *http.Request, conn net.Conn, a Auth[P], serve 
 	s.exp = exp
 	s.live = g.live.add(&a.hs.live, conn, exp)
 	g.sessionOpened(s.live, r, a.Source)
+	s.ID, s.Key = s.live.fl.id, s.live.fl.key
 	defer g.live.remove(s.live)
 	defer exp.stop()
 	serve(ctx, s)

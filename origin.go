@@ -3,8 +3,9 @@ package wsgate
 import (
 	"fmt"
 	"net/http"
-	"net/netip"
 	"strings"
+
+	"github.com/wsgate/wsgate/internal/weborigin"
 )
 
 // OriginPolicy decides which browser origins may open a WebSocket. Its zero
@@ -182,100 +183,18 @@ func (o origin) equal(s origin) bool {
 		strings.EqualFold(o.host, s.host) && o.port == s.port
 }
 
-// parseOrigin parses an Origin header value strictly: scheme "://" host
-// [":" port], nothing before or after. "null", userinfo, paths and
-// unexpected characters fail.
+// parseOrigin parses an Origin header value strictly (see weborigin.Parse,
+// which package ticket's Origin binding shares).
 func parseOrigin(v string) (origin, bool) {
-	i := strings.Index(v, "://")
-	if i <= 0 || !validScheme(v[:i]) {
-		return origin{}, false
-	}
-	o := origin{scheme: v[:i]}
-	var ok bool
-	if o.host, o.port, ok = splitHostPort(v[i+3:]); !ok {
-		return origin{}, false
-	}
-	o.port = normalisePort(o.scheme, o.port)
-	return o, true
+	scheme, host, port, ok := weborigin.Parse(v)
+	return origin{scheme: scheme, host: host, port: port}, ok
 }
 
-func validScheme(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i] | 0x20
-		if !('a' <= c && c <= 'z' || i > 0 && ('0' <= s[i] && s[i] <= '9' || s[i] == '+' || s[i] == '-' || s[i] == '.')) {
-			return false
-		}
-	}
-	return true
-}
+func validScheme(s string) bool { return weborigin.ValidScheme(s) }
 
-// splitHostPort splits "host", "host:port", "[v6]" or "[v6]:port", refusing
-// empty hosts, empty or non-numeric ports, and any character that cannot be
-// part of a host name or address.
-func splitHostPort(s string) (host, port string, ok bool) {
-	if strings.HasPrefix(s, "[") {
-		end := strings.IndexByte(s, ']')
-		if end < 2 {
-			return "", "", false
-		}
-		host, s = s[:end+1], s[end+1:]
-		for i := 1; i < len(host)-1; i++ {
-			if c := host[i]; !(isHex(c) || c == ':' || c == '.') {
-				return "", "", false
-			}
-		}
-		// A bracketed host is an IPv6 address (RFC 3986), as net/url
-		// requires too: "[0]" is not one.
-		if a, err := netip.ParseAddr(host[1 : len(host)-1]); err != nil || !a.Is6() {
-			return "", "", false
-		}
-		if s == "" {
-			return host, "", true
-		}
-		if s[0] != ':' {
-			return "", "", false
-		}
-		port = s[1:]
-	} else {
-		host, s = s, ""
-		if i := strings.IndexByte(host, ':'); i >= 0 {
-			host, port, s = host[:i], host[i+1:], host[i:]
-			if port == "" {
-				return "", "", false
-			}
-		}
-		if host == "" {
-			return "", "", false
-		}
-		for i := 0; i < len(host); i++ {
-			if c := host[i]; !(isAlnum(c) || c == '-' || c == '.' || c == '_') {
-				return "", "", false
-			}
-		}
-	}
-	if s == "" && port == "" {
-		return host, "", true
-	}
-	if port == "" || len(port) > 5 {
-		return "", "", false
-	}
-	for i := 0; i < len(port); i++ {
-		if port[i] < '0' || port[i] > '9' {
-			return "", "", false
-		}
-	}
-	return host, port, true
-}
+func splitHostPort(s string) (host, port string, ok bool) { return weborigin.SplitHostPort(s) }
 
-// normalisePort drops a port that is the default for scheme.
-func normalisePort(scheme, port string) string {
-	switch {
-	case port == "80" && (strings.EqualFold(scheme, "http") || strings.EqualFold(scheme, "ws")),
-		port == "443" && (strings.EqualFold(scheme, "https") || strings.EqualFold(scheme, "wss")):
-		return ""
-	}
-	return port
-}
+func normalisePort(scheme, port string) string { return weborigin.NormalisePort(scheme, port) }
 
 func isAlnum(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'

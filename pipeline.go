@@ -176,7 +176,7 @@ func (g *Gate[P]) decide(r *http.Request, o *offered, a *Auth[P], rv rawView) *E
 	// The verifier sees the request without the Query extractors'
 	// parameters (see RequestFrom).
 	g.stripQueries(r, o)
-	hs, err := g.verifyCredential(r, cred, &a.Principal, rv)
+	hs, err := g.verifyLimited(r, cred, &a.Principal, rv) // fleet.go: the Limiter, then the Verifier
 	if err != nil {
 		return err
 	}
@@ -299,7 +299,14 @@ func (g *Gate[P]) verifyCredential(r *http.Request, cred Credential, p *P, rv ra
 // 200) with the echo and the extension the pipeline chose. It reports the
 // handshake, and on failure has answered the client if it still could.
 func (g *Gate[P]) accept(w http.ResponseWriter, r *http.Request, a *Auth[P]) (net.Conn, *Error) {
+	if err := g.join(r, a); err != nil { // fleet.go: the Registry and its cap
+		g.refuse(w, r, err, a.start)
+		return nil, err
+	}
 	conn, err := switchProtocols(w, r, a.key, a.Protocol, a.ext)
+	if err != nil {
+		a.hs.live.fl.leave()
+	}
 	if g.observed() {
 		status := switchedStatus(r)
 		var reported error

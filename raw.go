@@ -560,8 +560,15 @@ func (s *rawState[P]) beforeUpgrade() (ws.HandshakeHeader, error) {
 	r := s.view()
 	a, err := g.authenticate(r, s)
 	if err == nil {
+		err = g.join(r, &a) // fleet.go: the Registry and its cap
+	}
+	if err == nil {
 		s.auth = a
-		return nil, s.switchProtocols(a.key, a.Protocol, a.ext)
+		werr := s.switchProtocols(a.key, a.Protocol, a.ext)
+		if !s.switched {
+			a.hs.live.fl.leave()
+		}
+		return nil, werr
 	}
 	s.refusal = err
 	if g.closeFrames && err.CloseCode != 0 {
@@ -893,7 +900,14 @@ func (g *Gate[P]) upgradeSlow(s *rawState[P], start time.Time) rawOutcome[P] {
 		report(e.Status, e.Source, e.clone(), 0)
 		return rawOutcome[P]{err: e}
 	}
+	if e := g.join(r, &a); e != nil {
+		_ = writeRawError(conn, e, g.chal(), g.basic)
+		closeAfterRefusal(conn)
+		report(e.Status, e.Source, e.clone(), 0)
+		return rawOutcome[P]{err: e}
+	}
 	if write101(conn, nil, a.key, a.Protocol, a.ext) != nil {
+		a.hs.live.fl.leave()
 		conn.Close()
 		report(errUpgradeIO.Status, a.Source, errUpgradeIO.clone(), 0)
 		return rawOutcome[P]{err: errUpgradeIO}
@@ -975,7 +989,11 @@ func (g *Gate[P]) UpgradeConn(conn net.Conn) (Session[P], error) {
 	}
 	ls := g.live.add(&a.hs.live, out.conn, exp)
 	g.rawOpened(ls, &out)
-	return Session[P]{Auth: a, Conn: ls, Request: out.req, exp: exp, live: ls}, nil
+	s := Session[P]{Auth: a, Conn: ls, Request: out.req, exp: exp, live: ls, ID: ls.fl.id, Key: ls.fl.key}
+	if out.kept != nil {
+		s.facts = &out.kept.facts
+	}
+	return s, nil
 }
 
 // Serve accepts connections on ln and serves each in a goroutine of its
@@ -1016,12 +1034,16 @@ func (g *Gate[P]) serveRaw(conn net.Conn, serve func(context.Context, Session[P]
 	a := out.auth
 	defer out.conn.Close()
 	s := Session[P]{Auth: a, Conn: out.conn, Request: out.req}
+	if out.kept != nil {
+		s.facts = &out.kept.facts
+	}
 	ctx := out.ctx
 	if !a.Expires.IsZero() {
 		ctx, s.exp = startExpiry(ctx, out.conn, a.Expires)
 		defer s.exp.stop()
 	}
 	s.live = g.live.add(&a.hs.live, out.conn, s.exp)
+	s.ID, s.Key = s.live.fl.id, s.live.fl.key
 	g.rawOpened(s.live, &out)
 	defer g.live.remove(s.live)
 	serve(ctx, s)

@@ -36,6 +36,14 @@ type liveSession struct {
 	opened   time.Time
 	sent     ws.StatusCode
 	reported bool // guarded by list.mu
+
+	fl fleetEntry // its place in the gate's Registry (fleet.go)
+
+	fmu     sync.Mutex
+	started bool        // in the list, with a connection
+	pending *pendingEnd // a Registry's End before the start
+	ending  bool        // end is under way (sessions without expiry)
+	late    *time.Timer // an expiry Refresh set on a session without one
 }
 
 // Lock takes the session's write lock (see Session.WriteLock); hold it
@@ -63,16 +71,31 @@ func (s *liveSession) Close() error {
 }
 
 // goAway closes the session for Shutdown.
-func (s *liveSession) goAway() {
+func (s *liveSession) goAway() { s.end(errGoingAway, ws.StatusGoingAway, "going away") }
+
+// end closes the session with code and reason: for Shutdown, a Registry's
+// revocation, a refused refresh, or an expiry a refresh set. A session
+// with an expiry ends as at its expiry (its context cancelled with cause);
+// any other has its close frame sent under its write lock and its
+// connection closed under the application. Of concurrent calls, the first
+// does the work.
+func (s *liveSession) end(cause error, code ws.StatusCode, reason string) {
 	if s.exp != nil {
-		s.exp.end(errGoingAway, ws.StatusGoingAway, "going away")
+		s.exp.end(cause, code, reason)
 		return
 	}
+	s.fmu.Lock()
+	if s.ending {
+		s.fmu.Unlock()
+		return
+	}
+	s.ending = true
+	s.fmu.Unlock()
 	locked, writable := lockWriter(&s.wmu, s.Conn)
 	if locked {
 		defer s.wmu.Unlock()
 	}
-	if !writable || writeClose(s.Conn, ws.StatusGoingAway, "going away") != nil {
+	if !writable || writeClose(s.Conn, code, reason) != nil {
 		s.Conn.Close()
 		return
 	}
@@ -121,6 +144,7 @@ func (l *liveSessions) add(node *liveSession, conn net.Conn, exp *expiry) *liveS
 	l.head = s
 	l.n++
 	l.mu.Unlock()
+	s.start()
 	return s
 }
 
@@ -129,8 +153,8 @@ func (l *liveSessions) remove(s *liveSession) {
 		defer l.sessionEnded(s)
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if s.removed {
+		l.mu.Unlock()
 		return
 	}
 	s.removed = true
@@ -144,6 +168,9 @@ func (l *liveSessions) remove(s *liveSession) {
 	}
 	s.prev, s.next = nil, nil
 	l.n--
+	l.mu.Unlock()
+	s.stopLate()
+	s.fl.leave() // fleet.go
 }
 
 // snapshot returns the live sessions.

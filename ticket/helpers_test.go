@@ -3,6 +3,8 @@ package ticket
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"crypto/sha256"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // TestMain fails the run if goroutines started by the tests (a store's
@@ -191,3 +195,11 @@ type memAddr struct{}
 
 func (memAddr) Network() string { return "mem" }
 func (memAddr) String() string  { return "mem" }
+
+// mustConsume takes ticket's record out of store.
+func mustConsume(t testing.TB, store *MemoryStore, ticket string) *Record {
+	t.Helper()
+	rec, err := store.Consume(context.Background(), sha256.Sum256([]byte(ticket)))
+	require.NoError(t, err)
+	return &rec
+}

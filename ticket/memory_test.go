@@ -129,7 +129,7 @@ func TestZeroMemoryStoreIsBoundedByDefaultMaxEntries(t *testing.T) {
 	for i := range DefaultMaxEntries {
 		var h [32]byte
 		h[0], h[1], h[2] = byte(i), byte(i>>8), byte(i>>16)
-		require.NoError(t, store.Put(ctx, h, Record{}, time.Hour))
+		require.NoError(t, store.Put(ctx, h, Record{Principal: h[:3]}, time.Hour)) // a principal each
 	}
 	assert.ErrorIs(t, store.Put(ctx, [32]byte{0xff, 0xff, 0xff}, Record{}, time.Hour), ErrStoreFull)
 }

@@ -17,6 +17,12 @@ var ErrNotFound = errors.New("ticket: not found")
 // the issuer answers it with 503.
 var ErrStoreFull = errors.New("ticket: store full")
 
+// ErrQuotaExceeded is what a Store's Put returns, alone or wrapped, when the
+// ticket's principal already holds as many outstanding tickets as the store
+// allows (MemoryStoreOptions.MaxPerPrincipal). Service.Issue passes it on,
+// and the issuer answers it with 429 and Retry-After.
+var ErrQuotaExceeded = errors.New("ticket: too many outstanding tickets for this principal")
+
 // Store keeps issued tickets until they are consumed or expire. Keys are
 // SHA-256 digests of ticket strings; a store never sees a ticket itself.
 // Implementations must be safe for concurrent use. MemoryStore is one for a

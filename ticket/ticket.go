@@ -10,11 +10,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"strings"
 	"time"
 	"unsafe"
 
 	"github.com/wsgate/wsgate"
+	"github.com/wsgate/wsgate/internal/clientaddr"
+	"github.com/wsgate/wsgate/internal/weborigin"
 )
 
 // DefaultTTL is how long a ticket stays valid when Service.TTL is 0.
@@ -33,6 +34,17 @@ const Length = (entropy*8 + 5) / 6
 // IP address, or a trusted proxy sent a malformed X-Forwarded-For. The
 // issuer answers it with 400.
 var ErrClientUnknown = errors.New("ticket: client address unknown")
+
+// MaxOriginLength is the longest Origin header a ticket is bound to (with
+// BindOrigin); a longer one is no origin a browser sends (a host name has at
+// most 253 characters), and Issue refuses it with ErrOriginTooLong rather
+// than storing it.
+const MaxOriginLength = 300
+
+// ErrOriginTooLong is what Service.Issue returns, with BindOrigin set, when
+// the issuing request's Origin is longer than MaxOriginLength. The issuer
+// answers it with 400.
+var ErrOriginTooLong = errors.New("ticket: Origin too long to bind")
 
 // Refusals the verifier returns. Each wraps wsgate.ErrInvalidToken, so the
 // gate answers 401 with error="invalid_token", and says why in the log.
@@ -114,10 +126,12 @@ func (s *Service[P]) mustHaveStore() {
 // ticket is Length characters of unpadded base64url.
 //
 // Issue returns ErrClientUnknown when BindClient is set and r's client
-// address cannot be told; an error wrapping the one Marshal returned when
+// address cannot be told; ErrOriginTooLong when BindOrigin is set and r's
+// Origin is longer than MaxOriginLength; an error wrapping the one Marshal returned when
 // the principal cannot be encoded; and otherwise the error of Store.Put as
 // it is, which matches ErrStoreFull when the store is out of room, and the
-// context's error when r's context ends first. It panics if the Store is
+// context's error when r's context ends first; ErrQuotaExceeded when the
+// principal holds too many outstanding tickets. It panics if the Store is
 // nil.
 func (s *Service[P]) Issue(r *http.Request, principal P) (string, error) {
 	s.mustHaveStore()
@@ -136,7 +150,10 @@ func (s *Service[P]) Issue(r *http.Request, principal P) (string, error) {
 	if s.BindOrigin {
 		rec.Bound |= BindOrigin
 		if o := r.Header["Origin"]; len(o) > 0 {
-			rec.Origin = o[0]
+			if len(o[0]) > MaxOriginLength {
+				return "", ErrOriginTooLong
+			}
+			rec.Origin = canonicalOrigin(o[0])
 		}
 	}
 	if s.Path != "" {
@@ -181,9 +198,11 @@ var (
 // It answers a POST with 200 and {"ticket": "...", "expires_in": 30}
 // (seconds, rounded down), with Cache-Control: no-store. Other methods get
 // 405, requests principal refuses 401, ErrStoreFull (see
-// MemoryStoreOptions.MaxEntries) 503 with Retry-After, ErrClientUnknown
-// (with BindClient, a malformed X-Forwarded-For from a trusted proxy) 400,
-// and any other error of Issue 500. It panics if principal or the Store is
+// MemoryStoreOptions.MaxEntries) 503 with Retry-After, ErrQuotaExceeded
+// (see MemoryStoreOptions.MaxPerPrincipal) 429 with Retry-After,
+// ErrClientUnknown (with BindClient, a malformed X-Forwarded-For from a
+// trusted proxy) and ErrOriginTooLong 400, and any other error of Issue
+// 500. It panics if principal or the Store is
 // nil.
 func (s *Service[P]) Issuer(principal func(r *http.Request) (P, bool)) http.Handler {
 	s.mustHaveStore()
@@ -209,8 +228,15 @@ func (s *Service[P]) Issuer(principal func(r *http.Request) (P, bool)) http.Hand
 			h["Retry-After"] = hdrRetry
 			http.Error(w, "too many outstanding tickets", http.StatusServiceUnavailable)
 			return
+		case errors.Is(err, ErrQuotaExceeded):
+			h["Retry-After"] = hdrRetry
+			http.Error(w, "too many outstanding tickets for this user", http.StatusTooManyRequests)
+			return
 		case errors.Is(err, ErrClientUnknown):
 			http.Error(w, "client address unknown", http.StatusBadRequest)
+			return
+		case errors.Is(err, ErrOriginTooLong):
+			http.Error(w, "Origin too long", http.StatusBadRequest)
 			return
 		case err != nil:
 			http.Error(w, "internal error", http.StatusInternalServerError)
@@ -280,7 +306,7 @@ func (s *Service[P]) checkBindings(r *http.Request, rec *Record) error {
 	}
 	if rec.Bound&BindOrigin != 0 {
 		o := r.Header["Origin"]
-		if len(o) > 1 || len(o) == 1 && o[0] != rec.Origin || len(o) == 0 && rec.Origin != "" {
+		if len(o) > 1 || len(o) == 1 && (len(o[0]) > MaxOriginLength || canonicalOrigin(o[0]) != rec.Origin) || len(o) == 0 && rec.Origin != "" {
 			return errOrigin
 		}
 	}
@@ -293,6 +319,18 @@ func (s *Service[P]) checkBindings(r *http.Request, rec *Record) error {
 		}
 	}
 	return nil
+}
+
+// canonicalOrigin is the form a bound Origin is stored and compared in:
+// scheme and host in lower case, the default port left out (see
+// weborigin.Canonical), exactly the equality the gate's origin policy
+// applies. A value that is no origin ("null", say) is kept as it is and
+// compared byte for byte.
+func canonicalOrigin(v string) string {
+	if c, ok := weborigin.Canonical(v); ok {
+		return c
+	}
+	return v
 }
 
 // isTicket reports whether s has the shape of a ticket, so that junk costs
@@ -318,70 +356,9 @@ func stringBytes(s string) []byte {
 	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
 
-// clientAddr is the client's IP address: r.RemoteAddr's host, or, when the
-// peer is a trusted proxy, the rightmost X-Forwarded-For entry that is not
-// one (the leftmost if all are). A malformed entry on the way makes it
-// unknown rather than a guess.
+// clientAddr is the client's IP address, with X-Forwarded-For believed
+// from TrustedProxies only (see clientaddr.Of, which the gate's limiter
+// shares).
 func (s *Service[P]) clientAddr(r *http.Request) (netip.Addr, bool) {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	var a netip.Addr
-	if err == nil {
-		a = ap.Addr()
-	} else if a, err = netip.ParseAddr(r.RemoteAddr); err != nil {
-		return netip.Addr{}, false
-	}
-	a = a.Unmap().WithZone("")
-	if !s.trusted(a) {
-		return a, true
-	}
-	xff := r.Header["X-Forwarded-For"]
-	for i := len(xff) - 1; i >= 0; i-- {
-		line := xff[i]
-		for line != "" {
-			var entry string
-			if j := strings.LastIndexByte(line, ','); j >= 0 {
-				entry, line = line[j+1:], line[:j]
-			} else {
-				entry, line = line, ""
-			}
-			entry = trimOWS(entry)
-			if entry == "" {
-				continue
-			}
-			hop, err := netip.ParseAddr(entry)
-			if err != nil {
-				if ap, err2 := netip.ParseAddrPort(entry); err2 == nil {
-					hop = ap.Addr()
-				} else {
-					return netip.Addr{}, false
-				}
-			}
-			a = hop.Unmap().WithZone("")
-			if !s.trusted(a) {
-				return a, true
-			}
-		}
-	}
-	return a, true
-}
-
-func (s *Service[P]) trusted(a netip.Addr) bool {
-	for _, p := range s.TrustedProxies {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
-
-// trimOWS removes the optional whitespace (spaces and horizontal tabs) that
-// RFC 7230 allows around list elements.
-func trimOWS(s string) string {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
+	return clientaddr.Of(r, s.TrustedProxies)
 }
