@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/gobwas/ws/wsutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/wsgate/wsgate/fleet"
 )
 
 // wireRequest renders r as a client sends it.
@@ -330,4 +332,66 @@ func TestRawUpgradeAllocations(t *testing.T) {
 	allocs := testing.AllocsPerRun(200, run)
 	t.Logf("%.0f allocations per raw upgrade", allocs)
 	assert.LessOrEqual(t, allocs, 1.0)
+}
+
+func TestRawPathAppliesTheFleetControls(t *testing.T) {
+	reg := fleet.NewMemory(fleet.MemoryOptions{MaxPerKey: 1})
+	lim := fleet.NewMemoryLimiter(fleet.LimiterOptions{Failures: 2, Window: time.Minute})
+	var calls atomic.Int32
+	g := New(tokenUsers(&calls), Config{Registry: reg, PrincipalKey: userKey, Limiter: lim})
+	sessions := make(chan Session[user], 4)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() {
+		done <- g.Serve(ln, func(ctx context.Context, s Session[user]) {
+			sessions <- s
+			_, _, _ = wsutil.ReadClientData(s.Conn)
+		})
+	}()
+	defer func() {
+		ln.Close()
+		<-done
+	}()
+	addr := ln.Addr().String()
+
+	// A session registered under its key, with an id.
+	_, br, resp := rawHandshake(t, addr, bearer, "")
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	s := <-sessions
+	assert.Equal(t, "alice", s.Key)
+	assert.NotEmpty(t, s.ID)
+
+	// The cap: a second session of alice's is refused with 429.
+	_, _, resp = rawHandshake(t, addr, bearer, "")
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+
+	// Revoke closes the raw session with the revoke code.
+	n, err := reg.Revoke(context.Background(), "alice")
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	code, reason := readClose(t, br)
+	assert.Equal(t, fleet.CloseRevoked, code)
+	assert.Equal(t, fleet.RevokedReason, reason)
+
+	// The limiter: after two failures the address waits, unverified.
+	for range 2 {
+		_, _, resp = rawHandshake(t, addr, "Authorization: Bearer wrong\r\n", "")
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	}
+	before := calls.Load()
+	_, _, resp = rawHandshake(t, addr, "Authorization: Bearer bob-token\r\n", "")
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	assert.NotEmpty(t, resp.Header.Get("Retry-After"))
+	assert.Equal(t, before, calls.Load(), "the verifier was not called")
+}
+
+func TestRawSessionRefresh(t *testing.T) {
+	g := New(tokenUsers(nil), Config{PrincipalKey: userKey})
+	var out bytes.Buffer
+	s, err := g.UpgradeConn(&memConn{in: wireRequest(newHandshake("/ws", "Authorization", "Bearer "+secret)), out: &out})
+	require.NoError(t, err)
+	defer s.Conn.Close()
+	assert.NoError(t, s.Refresh(NewCredential(SourceMessage, secret)), "the same principal")
+	assert.ErrorIs(t, s.Refresh(NewCredential(SourceMessage, "bob-token")), ErrForbidden, "another principal")
 }
