@@ -236,7 +236,7 @@ func TestRedisHoldsNoUsableTicket(t *testing.T) {
 	}
 }
 
-func TestOneRoundTripEach(t *testing.T) {
+func TestRoundTrips(t *testing.T) {
 	hook := &commandLog{}
 	rdb := newClient(t, hook)
 	prefix := newPrefix(t, rdb)
@@ -246,18 +246,69 @@ func TestOneRoundTripEach(t *testing.T) {
 	hook.reset()
 	tkt := issue(t, tk, "alice")
 	set := hook.reset()
-	require.Len(t, set, 1)
-	args := set[0].Args()
-	require.Len(t, args, 6)
-	assert.Equal(t, "set", args[0])
+	require.Len(t, set, 2, "the quota script and the SET, in one pipeline")
+	assert.Equal(t, "eval", set[0].Name())
+	assert.Equal(t, "set", set[1].Name())
+	args := set[1].Args()
 	assert.Equal(t, []any{"px", int64(30000), "nx"}, args[3:])
 
 	_, err := gate.Authenticate(handshake("/ws?ticket=" + tkt))
 	require.NoError(t, err)
 	get := hook.reset()
+	require.Len(t, get, 2)
+	assert.Equal(t, "getdel", get[0].Name())
+	assert.Equal(t, set[1].Args()[1], get[0].Args()[1], "the same key")
+	assert.Equal(t, "zrem", get[1].Name(), "then the ticket leaves its principal's quota")
+
+	// Without a quota, one round trip each.
+	store := New(rdb, prefix)
+	store.MaxPerPrincipal = -1
+	tk = &ticket.Service[user]{Store: store}
+	gate = wsgate.New(tk.Verifier(), wsgate.Config{Extractors: []wsgate.Extractor{wsgate.Query("ticket")}})
+	hook.reset()
+	tkt = issue(t, tk, "alice")
+	set = hook.reset()
+	require.Len(t, set, 1)
+	assert.Equal(t, "set", set[0].Name())
+	_, err = gate.Authenticate(handshake("/ws?ticket=" + tkt))
+	require.NoError(t, err)
+	get = hook.reset()
 	require.Len(t, get, 1)
 	assert.Equal(t, "getdel", get[0].Name())
-	assert.Equal(t, set[0].Args()[1], get[0].Args()[1], "the same key")
+}
+
+func TestQuotaOfOutstandingTicketsPerPrincipal(t *testing.T) {
+	rdb := newClient(t, nil)
+	prefix := newPrefix(t, rdb)
+	store := New(rdb, prefix)
+	store.MaxPerPrincipal = 2
+	tk := &ticket.Service[user]{Store: store, TTL: 300 * time.Millisecond}
+	gate := wsgate.New(tk.Verifier(), wsgate.Config{Extractors: []wsgate.Extractor{wsgate.Query("ticket")}})
+
+	first := issue(t, tk, "alice")
+	issue(t, tk, "alice")
+	_, err := tk.Issue(httptest.NewRequest(http.MethodPost, "/ticket", nil), user{"alice"})
+	require.ErrorIs(t, err, ticket.ErrQuotaExceeded)
+	assert.Len(t, keys(t, rdb, prefix+"q:"), 1)
+	// The refused ticket was not left behind: two tickets and the set.
+	assert.Len(t, keys(t, rdb, prefix), 3)
+	issue(t, tk, "bob") // another principal has a quota of its own
+
+	// A consumed ticket no longer counts.
+	_, err = gate.Authenticate(handshake("/ws?ticket=" + first))
+	require.NoError(t, err)
+	issue(t, tk, "alice")
+
+	// Nor do expired ones.
+	time.Sleep(400 * time.Millisecond)
+	issue(t, tk, "alice")
+	issue(t, tk, "alice")
+
+	// The issuer answers 429 over the quota.
+	h := tk.Issuer(func(*http.Request) (user, bool) { return user{"alice"}, true })
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/ticket", nil))
+	assert.Equal(t, http.StatusTooManyRequests, w.Code)
 }
 
 // commandLog is a go-redis hook that records every round trip.
@@ -272,7 +323,12 @@ type commandLog struct {
 func (h *commandLog) reset() []redis.Cmder {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	cmds := h.cmds
+	var cmds []redis.Cmder
+	for _, c := range h.cmds {
+		if c.Name() != "hello" && c.Name() != "client" { // a new connection's own set-up
+			cmds = append(cmds, c)
+		}
+	}
 	h.cmds = nil
 	h.n.Store(0)
 	return cmds
