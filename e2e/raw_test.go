@@ -240,7 +240,10 @@ func rawBrowserCases(rs *rawServers, prefix string) []rawBrowserCase {
 func observedText(r clientResult) string {
 	s := fmt.Sprintf("opened=%v, protocol %q, close %d %q, wasClean=%v", r.Opened, r.Protocol, r.CloseCode, r.CloseReason, r.WasClean)
 	if r.Greeting != "" {
-		s += ", greeting and echo received"
+		s += ", greeting received"
+	}
+	if r.Echo != "" {
+		s += ", echo received"
 	}
 	return s
 }
