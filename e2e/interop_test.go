@@ -304,7 +304,9 @@ func writeInterop(path string) error {
 		b.WriteString("\n## Refusals, closes and origin checks in the browsers\n\n")
 		b.WriteString("Close-frame refusals, in-band authentication and credential expiry are served by gates in\n")
 		b.WriteString("`RefuseWithCloseFrame` mode (`e2e/closeframe_test.go`); \"over HTTP/2\" rows open `wss://` from a page served\n")
-		b.WriteString("over h2, so each socket is an extended CONNECT stream. `wasClean` is what the page's CloseEvent said.\n\n")
+		b.WriteString("over h2, so each socket is an extended CONNECT stream. \"raw path (Gate.Serve)\" rows go to gates served by\n")
+		b.WriteString("`Gate.Serve` on listeners of their own, without net/http (`e2e/raw_test.go`), from a page of another port\n")
+		b.WriteString("that the gates allow. `wasClean` is what the page's CloseEvent said.\n\n")
 		b.WriteString("| scenario |")
 		for _, c := range browsers {
 			b.WriteString(" " + c + " |")
@@ -328,7 +330,9 @@ func writeInterop(path string) error {
 	}
 
 	if len(others) > 0 {
-		b.WriteString("\n## Refusals and origin checks\n\n| client | scenario | observed |\n|---|---|---|\n")
+		b.WriteString("\n## Refusals, origin checks and the raw path\n\n")
+		b.WriteString("\"raw path (Gate.Serve)\" rows go to the same gate served by `Gate.Serve` (`e2e/raw_test.go`).\n\n")
+		b.WriteString("| client | scenario | observed |\n|---|---|---|\n")
 		extra := others
 		slices.SortStableFunc(extra, func(x, y outcome) int {
 			if d := slices.Index(clients, x.Client) - slices.Index(clients, y.Client); d != 0 {

@@ -118,15 +118,7 @@ func newDemo(token string, log *slog.Logger) *demo {
 		p, ok := r.Context().Value(callerKey{}).(user)
 		return p, ok
 	})
-	extractors := []wsgate.Extractor{
-		wsgate.Subprotocol(wsgate.DefaultMarker),
-		wsgate.SubprotocolPrefix(wsgate.KubernetesPrefix),
-		wsgate.Basic(wsgate.Challenge), // Chromium sends URL userinfo only after a Basic challenge
-		wsgate.Bearer(),
-		wsgate.Cookie(cookieName),
-		wsgate.Query(queryParam),
-		wsgate.Query(ticketParam),
-	}
+	extractors := demoExtractors()
 	d.gates[pathWS] = wsgate.New(d.verifyWS, wsgate.Config{
 		Protocols:   []string{"chat"},
 		Extractors:  extractors,
@@ -153,6 +145,19 @@ func newDemo(token string, log *slog.Logger) *demo {
 	return d
 }
 
+// demoExtractors are the ways /ws and /ws-close accept.
+func demoExtractors() []wsgate.Extractor {
+	return []wsgate.Extractor{
+		wsgate.Subprotocol(wsgate.DefaultMarker),
+		wsgate.SubprotocolPrefix(wsgate.KubernetesPrefix),
+		wsgate.Basic(wsgate.Challenge), // Chromium sends URL userinfo only after a Basic challenge
+		wsgate.Bearer(),
+		wsgate.Cookie(cookieName),
+		wsgate.Query(queryParam),
+		wsgate.Query(ticketParam),
+	}
+}
+
 // close stops the ticket store's sweep.
 func (d *demo) close() { d.store.Close() }
 
@@ -162,10 +167,14 @@ func (d *demo) close() { d.store.Close() }
 // notes whether the handshake had a ticket parameter; with both parameters
 // the gate refuses the handshake (two credentials) before verifying.
 func (d *demo) verifyWS(ctx context.Context, c wsgate.Credential) (user, error) {
-	if c.Source == wsgate.SourceQuery {
-		if a, ok := ctx.Value(attemptKey{}).(*attempt); ok && a.ticketQuery {
-			return d.tickets.Verifier()(ctx, c)
-		}
+	a, _ := ctx.Value(attemptKey{}).(*attempt)
+	return d.verifyAttempt(ctx, c, a)
+}
+
+// verifyAttempt is verifyWS for the handshake a (nil if unknown).
+func (d *demo) verifyAttempt(ctx context.Context, c wsgate.Credential, a *attempt) (user, error) {
+	if c.Source == wsgate.SourceQuery && a != nil && a.ticketQuery {
+		return d.tickets.Verifier()(ctx, c)
 	}
 	p, err := d.verify(ctx, c)
 	if err != nil && c.Source == wsgate.SourceSubprotocol {
@@ -299,18 +308,23 @@ func (d *demo) observer() func(wsgate.HandshakeEvent) {
 		if a == nil {
 			return
 		}
-		var e *wsgate.Error
-		if !errors.As(ev.Err, &e) {
-			d.finish(context.Background(), a, 0, 0, "upgrade failed", "", "")
-			return
-		}
-		status, reason, closeCode := ev.Status, e.Reason, int(ev.CloseCode)
-		if closeCode != 0 {
-			// The upgrade happened, then the gate closed with this code.
-			status = http.StatusSwitchingProtocols
-		}
-		d.finish(context.Background(), a, status, closeCode, reason, "", "")
+		d.record(a, ev)
 	}
+}
+
+// record finishes a with the refusal or failed upgrade ev reports.
+func (d *demo) record(a *attempt, ev wsgate.HandshakeEvent) {
+	var e *wsgate.Error
+	if !errors.As(ev.Err, &e) {
+		d.finish(context.Background(), a, 0, 0, "upgrade failed", "", "")
+		return
+	}
+	status, reason, closeCode := ev.Status, e.Reason, int(ev.CloseCode)
+	if closeCode != 0 {
+		// The upgrade happened, then the gate closed with this code.
+		status = http.StatusSwitchingProtocols
+	}
+	d.finish(context.Background(), a, status, closeCode, reason, "", "")
 }
 
 // echo serves an upgraded socket: a hello, then every message back.
@@ -352,7 +366,7 @@ func (d *demo) echo(ctx context.Context, s wsgate.Session[user]) {
 // frame, the end of the connection. Closing with unread bytes would make the
 // kernel answer with a reset, which can destroy the close frame in flight.
 func (d *demo) closeEcho(s wsgate.Session[user], code ws.StatusCode, reason string) {
-	d.log.Warn("echo", "outcome", "closed", "close", int(code), "reason", reason, "remote", s.Request.RemoteAddr)
+	d.log.Warn("echo", "outcome", "closed", "close", int(code), "reason", reason, "remote", s.Conn.RemoteAddr().String())
 	s.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 	if ws.WriteFrame(s.Conn, ws.NewCloseFrame(ws.NewCloseFrameBody(code, reason))) != nil {
 		return

@@ -80,6 +80,12 @@ Credentials /ws and /ws-close accept (exactly one per handshake):
   /ws?ticket=TICKET
   Sec-WebSocket-Protocol: chat, access_token, TICKET
 
+The -raw-addr listener (off by default; auto: a free port on -addr's host)
+serves /ws and /ws-close with the same credentials and answers through
+Gate.UpgradeConn, which reads the handshake from the connection without
+net/http; its gates allow the -addr page's origin. It serves no page, and
+not /ws-inband (in-band authentication needs the net/http path): 404.
+
 Credentials /ws-inband accepts: the first message {"type":"auth","token":TOKEN},
 or, in the handshake, Sec-WebSocket-Protocol: chat, access_token, TOKEN or
 Authorization: Bearer TOKEN (the library's default extractors).
@@ -92,6 +98,8 @@ func main() {
 	addr := fs.String("addr", "127.0.0.1:8080", "main listener `address`")
 	crossAddr := fs.String("cross-addr", crossAuto, "cross-origin listener `address`: "+crossAuto+
 		" is -addr's port plus one, or a free port when that one is taken; empty: none")
+	rawAddr := fs.String("raw-addr", "", "raw listener `address` (Gate.UpgradeConn, no net/http) for /ws and /ws-close: "+
+		crossAuto+" is a free port on -addr's host; empty: none")
 	token := fs.String("token", "", "the demo `token` (default: 128 random bits, unpadded base64url)")
 	logFormat := fs.String("log", "text", "log `format` on stderr: text or json")
 	fs.Usage = func() {
@@ -100,7 +108,7 @@ func main() {
 	}
 	fs.Parse(os.Args[1:])
 
-	if err := run(*addr, *crossAddr, *token, *logFormat); err != nil {
+	if err := run(*addr, *crossAddr, *rawAddr, *token, *logFormat); err != nil {
 		fmt.Fprintln(os.Stderr, "wsgate-demo:", err)
 		os.Exit(1)
 	}
@@ -111,7 +119,7 @@ func main() {
 // different -addr values run side by side.
 const crossAuto = "auto"
 
-func run(addr, crossAddr, token, logFormat string) error {
+func run(addr, crossAddr, rawAddr, token, logFormat string) error {
 	var h slog.Handler
 	switch logFormat {
 	case "text":
@@ -131,10 +139,19 @@ func run(addr, crossAddr, token, logFormat string) error {
 	if err != nil {
 		return err
 	}
+	if rawAddr != "" {
+		if err := inst.startRaw(rawAddr); err != nil {
+			inst.shutdown()
+			return err
+		}
+	}
 	// Standard output, not the log: the token is printed on purpose, once.
 	fmt.Printf("token: %s\npage:  %s\n", token, inst.page)
 	if inst.cross != "" {
 		fmt.Printf("cross: %s (another origin; its sockets go to %s)\n", inst.cross, inst.addr)
+	}
+	if inst.raw != nil {
+		fmt.Printf("raw:   %s%s and %s%s (Gate.UpgradeConn, no net/http)\n", inst.raw.url, pathWS, inst.raw.url, pathWSClose)
 	}
 	fmt.Printf("Go:    go run github.com/wsgate/wsgate/cmd/wsgate-client@latest -url ws://%s/ws -token %s\n", inst.addr, token)
 
@@ -156,6 +173,7 @@ type instance struct {
 	cross   string // the cross-origin page's URL, "" without one
 	d       *demo
 	servers []*http.Server
+	raw     *rawServer // the -raw-addr listener, nil without one
 	errc    chan error // the first Serve error
 }
 
@@ -198,6 +216,9 @@ func (inst *instance) shutdown() {
 	defer cancel()
 	for _, s := range inst.servers {
 		s.Shutdown(ctx)
+	}
+	if inst.raw != nil {
+		inst.raw.shutdown(ctx)
 	}
 	inst.d.close()
 }
