@@ -809,8 +809,8 @@ func (g *Gate[P]) upgradeRaw(conn net.Conn) rawOutcome[P] {
 		var e *Error
 		if errors.As(err, &e) {
 			_ = writeRawError(conn, e, g.chal(), false)
-			closeAfterRefusal(conn)
 			g.observeRaw(s, start, e.Status, SourceNone, e.clone(), 0)
+			closeAfterRefusal(conn)
 			return rawOutcome[P]{err: e}
 		}
 		conn.Close() // the client went away or was too slow: nothing to answer
@@ -840,8 +840,8 @@ func (g *Gate[P]) upgradeRaw(conn net.Conn) rawOutcome[P] {
 		return out
 	case s.rejected:
 		e := s.refusal
-		closeAfterRefusal(conn)
 		g.observeRaw(s, start, e.Status, e.Source, e.clone(), 0)
+		closeAfterRefusal(conn)
 		return rawOutcome[P]{err: e}
 	case !s.ran:
 		// The Upgrader refused the request before the pipeline ran.
@@ -870,8 +870,8 @@ func (g *Gate[P]) upgradeSlow(s *rawState[P], start time.Time) rawOutcome[P] {
 	if err != nil {
 		e := errMalformedRequest
 		_ = writeRawError(conn, e, g.chal(), false)
-		closeAfterRefusal(conn)
 		g.observeRaw(s, start, e.Status, SourceNone, e.clone(), 0)
+		closeAfterRefusal(conn)
 		return rawOutcome[P]{err: e}
 	}
 	r.RemoteAddr = strings.Clone(s.remote())
@@ -896,14 +896,14 @@ func (g *Gate[P]) upgradeSlow(s *rawState[P], start time.Time) rawOutcome[P] {
 		} else {
 			_ = writeRawError(conn, e, g.chal(), g.basic)
 		}
-		closeAfterRefusal(conn)
 		report(e.Status, e.Source, e.clone(), 0)
+		closeAfterRefusal(conn)
 		return rawOutcome[P]{err: e}
 	}
 	if e := g.join(r, &a); e != nil {
 		_ = writeRawError(conn, e, g.chal(), g.basic)
-		closeAfterRefusal(conn)
 		report(e.Status, e.Source, e.clone(), 0)
+		closeAfterRefusal(conn)
 		return rawOutcome[P]{err: e}
 	}
 	if write101(conn, nil, a.key, a.Protocol, a.ext) != nil {
