@@ -661,7 +661,7 @@ func BenchmarkTicketHandshake(b *testing.B) {
 func benchmarkTicketHandshake(b *testing.B, marshal func(user) ([]byte, error), unmarshal func([]byte) (user, error)) {
 	b.ReportAllocs()
 	clock := newFakeClock()
-	store := NewMemoryStore(MemoryStoreOptions{MaxEntries: b.N + 1, SweepInterval: -1, Now: clock.Now})
+	store := NewMemoryStore(MemoryStoreOptions{MaxEntries: b.N + 1, MaxPerPrincipal: -1, SweepInterval: -1, Now: clock.Now})
 	defer store.Close()
 	tk := &Service[user]{Store: store, Now: clock.Now, Marshal: marshal, Unmarshal: unmarshal}
 	h := wsgate.New(tk.Verifier(), wsgate.Config{Extractors: []wsgate.Extractor{wsgate.Query("ticket")}}).Handler(func(context.Context, wsgate.Session[user]) {})
@@ -784,7 +784,7 @@ func TestRefusalsSayWhyAndHoldNoTicket(t *testing.T) {
 func BenchmarkIssue(b *testing.B) {
 	b.ReportAllocs()
 	clock := newFakeClock()
-	store := NewMemoryStore(MemoryStoreOptions{MaxEntries: b.N + 1, SweepInterval: -1, Now: clock.Now})
+	store := NewMemoryStore(MemoryStoreOptions{MaxEntries: b.N + 1, MaxPerPrincipal: -1, SweepInterval: -1, Now: clock.Now})
 	defer store.Close()
 	tk := &Service[user]{Store: store, Now: clock.Now, BindOrigin: true, BindClient: true, Path: "/ws"}
 	r := issueRequest("1.1.1.1:1", "Origin", "https://app.example:8443")
