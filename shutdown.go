@@ -99,7 +99,7 @@ func (s *liveSession) end(cause error, code ws.StatusCode, reason string) {
 		s.Conn.Close()
 		return
 	}
-	s.noteSent(ws.StatusGoingAway)
+	s.noteSent(code)
 	// As at the expiry, the gate reads the client's close frame only once
 	// the application stopped reading (its callback returned, or it closed
 	// the connection), within the linger.
