@@ -136,6 +136,10 @@ func (fl *fleetEntry) leave() {
 	}
 }
 
+// MemoryEntry is the session's room for a fleet.Memory, which then
+// allocates none for it.
+func (s *liveSession) MemoryEntry() *fleet.MemoryEntry { return &s.mem }
+
 // pendingEnd is a Registry's End that arrived before the session started.
 type pendingEnd struct {
 	code   ws.StatusCode

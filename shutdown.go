@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/wsgate/wsgate/fleet"
 )
 
 // errGoingAway is the cause of a session context's cancellation when the
@@ -37,7 +38,8 @@ type liveSession struct {
 	sent     ws.StatusCode
 	reported bool // guarded by list.mu
 
-	fl fleetEntry // its place in the gate's Registry (fleet.go)
+	fl  fleetEntry        // its place in the gate's Registry (fleet.go)
+	mem fleet.MemoryEntry // room for a fleet.Memory's record of it
 
 	fmu     sync.Mutex
 	started bool        // in the list, with a connection
@@ -99,7 +101,7 @@ func (s *liveSession) end(cause error, code ws.StatusCode, reason string) {
 		s.Conn.Close()
 		return
 	}
-	s.noteSent(ws.StatusGoingAway)
+	s.noteSent(code)
 	// As at the expiry, the gate reads the client's close frame only once
 	// the application stopped reading (its callback returned, or it closed
 	// the connection), within the linger.

@@ -460,6 +460,19 @@ func checkDemoPage(t *testing.T, d *demoServer, open func(t *testing.T, url stri
 	wantClosed(t, p.click(t, `button[data-inband="wrong"]`), 4401, "invalid credential", "/ws-inband")
 	wantClosed(t, p.click(t, `button[data-inband="none"]`), 4408, "authentication timed out", "/ws-inband")
 
+	// An in-band refresh: the socket outlives its first short token.
+	c = p.click(t, `button[data-refresh="ok"]`)
+	wantWorks(t, c, "subprotocol")
+	for _, want := range []string{"POST /short-token: 200, token st.", "refreshed: the session now expires in 2 s",
+		"still the same socket "} {
+		if l, ok := c.line(want); !ok || l.Class != "ok" {
+			t.Errorf("want a green line %q; %s", want, c)
+		}
+	}
+	if l := c.last(t); l.Path != "/ws-refresh" {
+		t.Errorf("want the attempt at /ws-refresh; %s", c)
+	}
+
 	c = p.click(t, `button[data-way="userinfo"]`)
 	wantWorks(t, c, "basic")
 	if _, ok := c.line("sent: ws://demo…@127.0.0.1:"); !ok {
@@ -524,13 +537,15 @@ func checkDemoPage(t *testing.T, d *demoServer, open func(t *testing.T, url stri
 		`way=query outcome=refused status=403 remote=`, // the cross-origin ticket
 		`reason="origin not allowed" path=/ws-close`,
 		"msg=ticket outcome=issued",
+		"msg=refresh outcome=accepted",
+		"path=/ws-refresh",
 	} {
 		if !strings.Contains(log, want) {
 			t.Errorf("want %q in the demo's log:\n%s", want, log)
 		}
 	}
-	if n := strings.Count(log, "msg=handshake"); n != 23 {
-		t.Errorf("want 23 handshake lines (7 ways, 4 ticket sockets, 3 in close-frame mode, 3 in-band, "+
+	if n := strings.Count(log, "msg=handshake"); n != 24 {
+		t.Errorf("want 24 handshake lines (7 ways, 4 ticket sockets, 3 in close-frame mode, 3 in-band, the refresh, "+
 			"the userinfo challenge, the caveat, 4 cross-origin), got %d:\n%s", n, log)
 	}
 	for _, s := range demoSecrets() {

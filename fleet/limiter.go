@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -83,6 +84,7 @@ type MemoryLimiter struct {
 type limiterShard struct {
 	mu  sync.Mutex
 	tat map[[16]byte]int64 // theoretical arrival time, ns by the limiter's clock
+	n   atomic.Int64       // len(tat), for Check's look without the lock
 }
 
 // NewMemoryLimiter returns an empty limiter.
@@ -119,12 +121,16 @@ func (l *MemoryLimiter) shard(k [16]byte) *limiterShard {
 func (l *MemoryLimiter) Check(_ context.Context, addr netip.Addr) (time.Duration, error) {
 	k := AddrKey(addr)
 	s := l.shard(k)
+	if s.n.Load() == 0 {
+		return 0, nil // no address of this shard failed lately
+	}
 	_, tolerance := l.opts.Rate()
 	now := l.now()
 	s.mu.Lock()
 	tat, ok := s.tat[k]
 	if ok && tat <= now {
 		delete(s.tat, k) // its failures have aged out
+		s.n.Add(-1)
 	}
 	s.mu.Unlock()
 	if wait := time.Duration(tat - now); ok && wait > tolerance {
@@ -153,6 +159,7 @@ func (l *MemoryLimiter) Fail(_ context.Context, addr netip.Addr) error {
 		if len(s.tat) >= (max+limiterShards-1)/limiterShards {
 			s.evictLocked(now)
 		}
+		s.n.Store(int64(len(s.tat)) + 1)
 	}
 	s.tat[k] = max(tat, now) + int64(interval)
 	return nil
@@ -178,6 +185,7 @@ func (s *limiterShard) evictLocked(now int64) {
 		}
 	}
 	delete(s.tat, victim)
+	s.n.Store(int64(len(s.tat)))
 }
 
 // Len returns the number of addresses remembered.

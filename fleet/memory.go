@@ -30,17 +30,24 @@ type Memory struct {
 	seq    atomic.Uint64
 
 	mu    sync.Mutex
-	byID  map[uint64]*entry // by the sequence number that ends the id
-	byKey map[string]*entry // the newest session of each key, linked to the others
+	byID  map[uint64]*MemoryEntry // by the sequence number that ends the id
+	byKey map[string]*MemoryEntry // the newest session of each key, linked to the others
 }
 
-type entry struct {
+// MemoryEntry is a session as a Memory records it. A Member that has a
+// method MemoryEntry() *MemoryEntry, returning room of its own that no
+// registry uses, spares Join an allocation; the Member must not use that
+// room itself, and must return the same one until it has left.
+type MemoryEntry struct {
 	seq        uint64
 	key        string
 	m          Member
-	n          int    // in the head of a key's list: the key's sessions
-	prev, next *entry // sessions of the same key
+	n          int          // in the head of a key's list: the key's sessions
+	prev, next *MemoryEntry // sessions of the same key
 }
+
+// entryHolder is a Member that keeps its own MemoryEntry.
+type entryHolder interface{ MemoryEntry() *MemoryEntry }
 
 // NewMemory returns an empty in-memory registry.
 func NewMemory(opts MemoryOptions) *Memory {
@@ -84,10 +91,17 @@ func (r *Memory) init() {
 // Join admits m under key, unless key holds MaxPerKey sessions already.
 func (r *Memory) Join(_ context.Context, key string, m Member) (string, error) {
 	r.init()
-	e := &entry{seq: r.seq.Add(1), key: key, m: m}
+	var e *MemoryEntry
+	if h, ok := m.(entryHolder); ok {
+		e = h.MemoryEntry()
+	}
+	if e == nil {
+		e = new(MemoryEntry)
+	}
+	*e = MemoryEntry{seq: r.seq.Add(1), key: key, m: m}
 	r.mu.Lock()
 	if r.byID == nil {
-		r.byID, r.byKey = map[uint64]*entry{}, map[string]*entry{}
+		r.byID, r.byKey = map[uint64]*MemoryEntry{}, map[string]*MemoryEntry{}
 	}
 	if key != "" {
 		head := r.byKey[key]

@@ -64,6 +64,7 @@ type demo struct {
 	issuer  http.Handler
 	gates   map[string]http.Handler // by path
 	tel     *telemetry              // GET /metrics and /spans
+	short   *shortTokens            // POST /short-token and the gate of /ws-refresh
 
 	mu      sync.Mutex
 	last    *attempt
@@ -110,6 +111,7 @@ func newDemo(token string, log *slog.Logger) *demo {
 		gates:   map[string]http.Handler{},
 		pending: map[string]*attempt{},
 		tel:     newTelemetry(),
+		short:   newShortTokens(),
 	}
 	// A ticket is bound to the Origin of the page that fetched it, and
 	// valid once, for ticketTTL, at any of the demo's endpoints.
@@ -142,6 +144,7 @@ func newDemo(token string, log *slog.Logger) *demo {
 		OnHandshake:          d.observer(),
 		OnSession:            d.tel.session,
 	}).Handler(d.echo)
+	d.gates[pathRefresh] = d.refreshGate()
 	return d
 }
 
@@ -198,7 +201,8 @@ func (d *demo) handler(pc pageConfig) http.Handler {
 		}
 		writeJSON(w, map[string]any{
 			"ws": "ws://" + host + pathWS, "wsClose": "ws://" + host + pathWSClose, "wsInband": "ws://" + host + pathInBand,
-			"token": d.token, "other": pc.Other, "cross": pc.Cross,
+			"wsRefresh": "ws://" + host + pathRefresh,
+			"token":     d.token, "other": pc.Other, "cross": pc.Cross,
 		})
 	}))
 	mux.HandleFunc("GET /config", config)
@@ -216,6 +220,7 @@ func (d *demo) handler(pc pageConfig) http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("/ticket", d.ticket) // any method: the issuer answers 405 itself
+	mux.HandleFunc("POST /short-token", d.shortToken)
 	for path := range d.gates {
 		mux.HandleFunc(path, d.serveWS) // any method: the gate answers 405 itself
 	}

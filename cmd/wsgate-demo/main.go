@@ -8,7 +8,7 @@
 // port after -addr's, or a free one) serves the same page from another origin, whose attempts the gate refuses with 403. The
 // page also fetches one-time tickets (POST /ticket), can send its attempts to
 // a gate that refuses with close frames (/ws-close), and tries in-band
-// authentication (/ws-inband).
+// authentication (/ws-inband) and an in-band token refresh (/ws-refresh).
 // Run with -help for the endpoints and credential names.
 package main
 
@@ -68,6 +68,13 @@ opens its sockets to -addr, from another origin):
   GET  /ws-inband  in-band authentication: a handshake without a credential is
                    upgraded; its first message must be {"type":"auth","token":TOKEN}
                    within 2 s. Wrong token: close 4401; no message: close 4408
+  POST /short-token answers {"token": "st....", "expires_in": 2}: a token valid
+                   2 s, for /ws-refresh only; needs the demo token as for /ticket
+  GET  /ws-refresh a session whose expiry is its short token's (close 4401
+                   "credential expired" when it passes); the page keeps it open by
+                   sending {"type":"refresh","token":FRESH} before then, answered
+                   {"type":"refreshed","expires_in_ms":2000}; a refused refresh
+                   closes 4401 "refresh refused"
 
 Credentials /ws and /ws-close accept (exactly one per handshake):
   Sec-WebSocket-Protocol: chat, access_token, TOKEN

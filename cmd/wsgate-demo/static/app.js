@@ -251,6 +251,78 @@ const inbandActions = {
   none: (c) => connect(c, cfg.wsInband, ['chat']),
 };
 
+// fetchShortToken asks POST /short-token for a token valid 2 s, as
+// fetchTicket does for a ticket.
+async function fetchShortToken(c) {
+  try {
+    const res = await fetch('/short-token', { method: 'POST', headers: { Authorization: 'Bearer ' + $('token').value } });
+    if (!res.ok) {
+      c.line(`POST /short-token: ${res.status} ${(await res.text()).trim()}`, 'bad');
+      return '';
+    }
+    const body = await res.json();
+    c.line(`POST /short-token: ${res.status}, token ${mask(body.token)}, valid ${body.expires_in} s`, 'ok');
+    return body.token;
+  } catch (e) {
+    c.line('POST /short-token failed: ' + e.message, 'bad');
+    return '';
+  }
+}
+
+// refreshSession opens /ws-refresh with a short token and, once a second,
+// sends a fresh one in band, three times; then one round trip and a close.
+// The socket is still the first one past the first token's expiry.
+async function refreshSession(c) {
+  const t = await fetchShortToken(c);
+  if (!t) return;
+  const url = cfg.wsRefresh || `ws://${location.host}/ws-refresh`;
+  c.line(sentText(url, ['chat', 'access_token', t]));
+  await new Promise((resolve) => {
+    const ws = new WebSocket(url, ['chat', 'access_token', t]);
+    let hello = false, opened = 0, refreshed = 0, sentAt = 0, timer = 0;
+    const refresh = async () => {
+      const fresh = await fetchShortToken(c);
+      if (!fresh || ws.readyState !== WebSocket.OPEN) return;
+      ws.send(JSON.stringify({ type: 'refresh', token: fresh }));
+      c.line(`sent {"type":"refresh","token":"${mask(fresh)}"} ${((performance.now() - opened) / 1000).toFixed(1)} s after open`);
+    };
+    ws.onopen = () => { opened = performance.now(); c.line(`open; ws.protocol = "${ws.protocol}"`, 'ok'); };
+    ws.onmessage = (ev) => {
+      if (!hello) {
+        const h = JSON.parse(ev.data);
+        hello = true;
+        c.line(`hello: principal ${JSON.stringify(h.principal)}, source "${h.source}", protocol "${h.protocol}"`, 'ok');
+        timer = setTimeout(refresh, 1000);
+        return;
+      }
+      let m = null;
+      try { m = JSON.parse(ev.data); } catch (e) { /* the echo */ }
+      if (m && m.type === 'refreshed') {
+        refreshed++;
+        c.line(`refreshed: the session now expires in ${m.expires_in_ms / 1000} s`, 'ok');
+        if (refreshed < 3) timer = setTimeout(refresh, 1000);
+        else {
+          c.line(`still the same socket ${((performance.now() - opened) / 1000).toFixed(1)} s after open, past the first token's expiry`, 'ok');
+          sentAt = performance.now();
+          ws.send('ping ' + new Date().toISOString());
+        }
+        return;
+      }
+      c.line(`echo "${ev.data}" after ${(performance.now() - sentAt).toFixed(1)} ms`, 'ok');
+      ws.close(1000, 'done');
+    };
+    ws.onerror = () => c.line('error event', 'bad');
+    ws.onclose = async (ev) => {
+      clearTimeout(timer);
+      const ok = hello && refreshed === 3 && ev.code === 1000;
+      c.line(`close ${ev.code}${ev.reason ? ' "' + ev.reason + '"' : ''}, wasClean ${ev.wasClean}`, ok ? 'ok' : 'bad');
+      c.line(ok ? 'outcome: accepted' : `outcome: closed with ${ev.code}${ev.reason ? ' "' + ev.reason + '"' : ''}`, ok ? 'ok' : 'bad');
+      await showLast(c, new URL(url).pathname);
+      resolve();
+    };
+  });
+}
+
 function goCommand() {
   const t = $('token').value || 'TOKEN';
   $('gocmd').textContent = `go run github.com/wsgate/wsgate/cmd/wsgate-client@latest -url ${cfg.ws} -token ${t}`;
@@ -302,6 +374,9 @@ for (const b of document.querySelectorAll('button[data-ticket]')) {
 }
 for (const b of document.querySelectorAll('button[data-inband]')) {
   b.addEventListener('click', () => run(b.textContent, false, inbandActions[b.dataset.inband]));
+}
+for (const b of document.querySelectorAll('button[data-refresh]')) {
+  b.addEventListener('click', () => run(b.textContent, false, refreshSession));
 }
 $('login').addEventListener('submit', viaCookie);
 $('token').addEventListener('input', goCommand);
