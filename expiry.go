@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -70,6 +71,9 @@ type expiry struct {
 	done  bool // expired, or the session has ended
 	fired bool
 	sent  ws.StatusCode // the close code the gate sent, for Config.OnSession
+	// closeSent is set once the gate's close frame is written: the
+	// application's writes through the session are then refused.
+	closeSent atomic.Bool
 	// ended is closed by stop, when the session callback has returned: from
 	// then on the gate alone reads the connection.
 	ended chan struct{}

@@ -456,6 +456,7 @@ func (g *Gate[P]) serveSession(r *http.Request, conn net.Conn, a Auth[P], serve 
 	s := Session[P]{Auth: a, Conn: conn, Request: r}
 	if a.Expires.IsZero() {
 		s.live = g.live.add(&a.hs.live, conn, nil)
+		s.Conn = s.live // drops the application's writes after the gate's close frame
 		g.sessionOpened(s.live, r, a.Source)
 		s.ID, s.Key = s.live.fl.id, s.live.fl.key
 		defer g.live.remove(s.live)
@@ -465,6 +466,7 @@ func (g *Gate[P]) serveSession(r *http.Request, conn net.Conn, a Auth[P], serve 
 	ctx, exp := startExpiry(r.Context(), conn, a.Expires)
 	s.exp = exp
 	s.live = g.live.add(&a.hs.live, conn, exp)
+	s.Conn = s.live
 	g.sessionOpened(s.live, r, a.Source)
 	s.ID, s.Key = s.live.fl.id, s.live.fl.key
 	defer g.live.remove(s.live)

@@ -1043,6 +1043,7 @@ func (g *Gate[P]) serveRaw(conn net.Conn, serve func(context.Context, Session[P]
 		defer s.exp.stop()
 	}
 	s.live = g.live.add(&a.hs.live, out.conn, s.exp)
+	s.Conn = s.live // drops the application's writes after the gate's close frame
 	s.ID, s.Key = s.live.fl.id, s.live.fl.key
 	g.rawOpened(s.live, &out)
 	defer g.live.remove(s.live)

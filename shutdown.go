@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -38,14 +39,28 @@ type liveSession struct {
 	sent     ws.StatusCode
 	reported bool // guarded by list.mu
 
-	fl  fleetEntry        // its place in the gate's Registry (fleet.go)
-	mem fleet.MemoryEntry // room for a fleet.Memory's record of it
+	fl fleetEntry // its place in the gate's Registry (fleet.go)
+
+	closeSent atomic.Bool       // the gate's close frame is written (see Write)
+	mem       fleet.MemoryEntry // room for a fleet.Memory's record of it
 
 	fmu     sync.Mutex
 	started bool        // in the list, with a connection
 	pending *pendingEnd // a Registry's End before the start
 	ending  bool        // end is under way (sessions without expiry)
 	late    *time.Timer // an expiry Refresh set on a session without one
+}
+
+// Write writes p to the connection, unless the gate has sent its close
+// frame (at the expiry, Gate.Shutdown or a revocation): RFC 6455 section
+// 5.5.1 lets no frame follow it, and a browser fails a connection that
+// gets one (the application's reader answering the client's close frame,
+// typically), so the write is refused with net.ErrClosed.
+func (s *liveSession) Write(p []byte) (int, error) {
+	if s.closeSent.Load() || s.exp != nil && s.exp.closeSent.Load() {
+		return 0, net.ErrClosed
+	}
+	return s.Conn.Write(p)
 }
 
 // Lock takes the session's write lock (see Session.WriteLock); hold it
