@@ -301,9 +301,14 @@ type Session[P any] struct {
 	// handshake are not lost. Deadlines set by net/http are cleared. Over
 	// HTTP/2 (Request.ProtoMajor == 2) it is the extended CONNECT stream
 	// (RFC 8441): see Upgrade for how it differs from a TCP connection.
+	// Once the gate has sent a close frame of its own (at the expiry,
+	// Gate.Shutdown or a revocation), writes to Conn fail with
+	// net.ErrClosed: no frame may follow it (RFC 6455 section 5.5.1).
 	Conn net.Conn
 	// Request is the handshake request, without the credential's
-	// subprotocol entry or query parameter.
+	// subprotocol entry or query parameter; nil on the raw path
+	// (Gate.UpgradeConn, Gate.Serve), where RequestFrom gives what the gate
+	// kept of it.
 	Request *http.Request
 	// ID is the session's id in Config.Registry (for the registry's
 	// RevokeSession), or "" without a registry.

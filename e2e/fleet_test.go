@@ -232,9 +232,10 @@ func pageRevoked(r clientResult, name string) error {
 // fleetRevokeCases are the revocations each browser sees, by principal key
 // and by session id, of sessions with an expiry (whose context the gate
 // cancels, so that the handler returns and the gate completes the closing
-// handshake). A session without one, whose handler reads with
-// wsutil.ReadClientData, answers the page's close frame itself: Firefox
-// still reports 4410 cleanly, Chromium a failed connection (1006).
+// handshake) and without one (whose handler reads with
+// wsutil.ReadClientData until the connection ends: its answer to the page's
+// close frame, after the gate's, is refused by the session, so no second
+// close frame reaches the page).
 var fleetRevokeCases = []struct {
 	name      string
 	path      string // under the client's own prefix
@@ -242,6 +243,8 @@ var fleetRevokeCases = []struct {
 }{
 	{"Revoke by principal key", "/fleet-exp/key", false},
 	{"RevokeSession by id", "/fleet-exp/session", true},
+	{"Revoke by principal key, without an expiry", "/fleet/key", false},
+	{"RevokeSession by id, without an expiry", "/fleet/session", true},
 }
 
 // fleetKey is the principal of a revoke case in one browser.
