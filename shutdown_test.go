@@ -2,7 +2,9 @@ package wsgate
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -127,4 +129,47 @@ func readCloseFrame(rw readWriter) (ws.StatusCode, string) {
 			return ws.ParseCloseFrameData(p)
 		}
 	}
+}
+
+func TestNoFrameFollowsTheGatesCloseFrame(t *testing.T) {
+	// An application reader answers the client's close frame; after the
+	// gate's own close frame that answer must not reach the client.
+	g := New(StaticToken(secret, user{"alice"}), Config{})
+	writeErr := make(chan error, 1)
+	srv := newServer(t, g.Handler(func(_ context.Context, s Session[user]) {
+		_, _, err := wsutil.ReadClientData(s.Conn)
+		var closed wsutil.ClosedError
+		if errors.As(err, &closed) {
+			writeErr <- nil // wsutil answered the close frame: its write was refused
+			return
+		}
+		writeErr <- err
+	}))
+	c, br, resp := rawHandshake(t, strings.TrimPrefix(srv.URL, "http://"), "Authorization: Bearer "+secret+"\r\n", "")
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	done := make(chan error, 1)
+	go func() { done <- g.Shutdown(context.Background()) }()
+	code, _ := readClose(t, br)
+	assert.Equal(t, ws.StatusGoingAway, code)
+	// The client answers; the application's reader reads that and tries to
+	// answer in turn.
+	require.NoError(t, ws.WriteFrame(c, ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, "")))))
+	select {
+	case <-writeErr:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the application's reader did not return")
+	}
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+	rest, _ := io.ReadAll(br)
+	assert.Empty(t, rest, "no frame after the gate's close frame")
+	require.NoError(t, <-done)
+}
+
+func TestSessionWritesFailAfterTheGatesCloseFrame(t *testing.T) {
+	ls := &liveSession{Conn: &memConn{out: new(bytes.Buffer)}, list: new(liveSessions)}
+	_, err := ls.Write([]byte("x"))
+	require.NoError(t, err)
+	ls.noteSent(ws.StatusGoingAway)
+	_, err = ls.Write([]byte("x"))
+	assert.ErrorIs(t, err, net.ErrClosed)
 }
