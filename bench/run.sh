@@ -14,7 +14,9 @@
 # Environment: ROUNDS (in-process rounds, default 15), BENCHTIME (per case
 # and round, default 400ms), E2E_N (handshakes per measurement, default 2000),
 # E2E_ROUNDS (default 9), E2E_CLIENTS (default 1,16,64), IDLE_N (idle
-# connections per case, default 10000), IDLE_ROUNDS (default 3).
+# connections per case, default 10000), IDLE_ROUNDS (default 3), OTEL_ROUNDS
+# (rounds of otelwsgate's BenchmarkHandshake, default 5) and OTEL_BENCHTIME
+# (default 100000x).
 set -euo pipefail
 cd "$(dirname "$0")"
 export PATH="$PATH:/usr/local/go/bin"
@@ -90,6 +92,8 @@ if [ "$mode" = short ]; then
 	warmup=20
 	idle_n=${IDLE_N:-500}
 	idle_rounds=${IDLE_ROUNDS:-1}
+	otel_rounds=${OTEL_ROUNDS:-1}
+	otel_time=${OTEL_BENCHTIME:-2000x}
 	out=${out:-$tmp/RESULTS.md}
 else
 	rounds=${ROUNDS:-15}
@@ -100,6 +104,8 @@ else
 	warmup=300
 	idle_n=${IDLE_N:-10000}
 	idle_rounds=${IDLE_ROUNDS:-3}
+	otel_rounds=${OTEL_ROUNDS:-5}
+	otel_time=${OTEL_BENCHTIME:-100000x}
 	out=${out:-RESULTS.md}
 fi
 
@@ -119,6 +125,10 @@ echo "== end to end: $e2e_rounds rounds of $e2e_n handshakes at $e2e_clients cli
 echo "== idle connections: $idle_rounds round(s) of $idle_n connections per case"
 "$tmp/idlemem" -n "$idle_n" -rounds "$idle_rounds" -json "$tmp/idle.json"
 
+echo "== otelwsgate: the handshake with OpenTelemetry, $otel_rounds round(s) of $otel_time"
+(cd ../otelwsgate && go test -run '^$' -bench '^BenchmarkHandshake$' -benchmem -count "$otel_rounds" -benchtime "$otel_time" .) >"$tmp/otel.txt"
+grep -c '^BenchmarkHandshake/' "$tmp/otel.txt" | sed 's/$/ results/'
+
 suffix=
 [ "$mode" = short ] && suffix=" -short"
 commit=$(git -C .. rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -131,7 +141,7 @@ if [ "$mode" = full ]; then
 	profiles
 	profile=profiles/handler-subprotocol.cpu.txt
 fi
-"$tmp/benchreport" -inproc "$tmp/inproc.txt" -e2e "$tmp/e2e.json" -idle "$tmp/idle.json" -o "$out" -commit "$commit" -profile "$profile" \
+"$tmp/benchreport" -inproc "$tmp/inproc.txt" -e2e "$tmp/e2e.json" -idle "$tmp/idle.json" -otel "$tmp/otel.txt" -o "$out" -commit "$commit" -profile "$profile" \
 	-run "ROUNDS=$rounds BENCHTIME=$benchtime E2E_N=$e2e_n E2E_ROUNDS=$e2e_rounds E2E_CLIENTS=$e2e_clients IDLE_N=$idle_n IDLE_ROUNDS=$idle_rounds bench/run.sh$suffix"
 if [ "$mode" = short ]; then
 	sed -n '/^## Targets/,/^## In process/p' "$out" | head -n -1
