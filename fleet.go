@@ -192,8 +192,8 @@ func (s *liveSession) start() {
 func (s Session[P]) Refresh(c Credential) error {
 	g, ls := s.gate, s.live
 	r := s.Request
-	if r == nil && s.facts != nil {
-		r = s.facts.request() // the raw path's
+	if s.facts != nil {
+		r = s.facts.request() // the raw path's, with the headers it kept
 	}
 	if g == nil || ls == nil || r == nil {
 		return errNoSession.clone()

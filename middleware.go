@@ -306,9 +306,11 @@ type Session[P any] struct {
 	// net.ErrClosed: no frame may follow it (RFC 6455 section 5.5.1).
 	Conn net.Conn
 	// Request is the handshake request, without the credential's
-	// subprotocol entry or query parameter; nil on the raw path
-	// (Gate.UpgradeConn, Gate.Serve), where RequestFrom gives what the gate
-	// kept of it.
+	// subprotocol entry or query parameter. On the raw path
+	// (Gate.UpgradeConn, Gate.Serve) it is what the gate kept of it without
+	// the headers: Method, Proto, Host, RemoteAddr, TLS and URL (path, and
+	// query without the Query extractors' parameters); RequestFrom, given
+	// Serve's context, has the headers it kept too.
 	Request *http.Request
 	// ID is the session's id in Config.Registry (for the registry's
 	// RevokeSession), or "" without a registry.

@@ -614,6 +614,12 @@ func (s *rawState[P]) keep(cred Credential, timeout time.Duration) (*handshake, 
 // what the session keeps of the request.
 type rawSession struct {
 	handshake
+	keptRequest
+}
+
+// keptRequest is what a raw session keeps of its handshake request, and the
+// context Gate.Serve hands its callback, in which RequestFrom finds it.
+type keptRequest struct {
 	facts requestFacts
 	ctx   rawContext
 }
@@ -627,6 +633,12 @@ type requestFacts struct {
 	method, path, query, host, remote string
 	hdr                               [len(factHeaders)]string
 	tls                               *tls.ConnectionState
+
+	// view is Session.Request on the raw path: the request without its
+	// headers (RequestFrom's has them), made with the facts, in the
+	// session's own allocation.
+	view    http.Request
+	viewURL url.URL
 
 	once sync.Once
 	req  *http.Request
@@ -677,13 +689,22 @@ func (f *requestFacts) fill(s rawFactSource, cred Credential) Credential {
 		cs := *r.TLS
 		f.tls = &cs
 	}
+	f.viewURL = url.URL{Path: f.path, RawQuery: f.query}
+	f.view = http.Request{Method: f.method, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		URL: &f.viewURL, Host: f.host, RemoteAddr: f.remote, TLS: f.tls}
 	cred.token = secretOf(f.copy(cred.token.String()))
 	cred.username = secretOf(f.copy(cred.username.String()))
 	cred.password = secretOf(f.copy(cred.password.String()))
 	return cred
 }
 
-// rawFactSource is the pooled view fill copies from.
+// parsedFacts is a request net/http parsed (the slow path), for fill.
+type parsedFacts struct{ r *http.Request }
+
+func (p parsedFacts) request() *http.Request   { return p.r }
+func (p parsedFacts) factLines(i int) []string { return p.r.Header[factHeaders[i]] }
+
+// rawFactSource is a request view fill copies from.
 type rawFactSource interface {
 	request() *http.Request
 	factLines(i int) []string // the lines of factHeaders[i]
@@ -763,21 +784,14 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 // rawOutcome is one raw handshake's result.
 type rawOutcome[P any] struct {
 	auth Auth[P]
-	conn net.Conn // the upgraded connection, with any bytes read past the handshake
-	req  *http.Request
-	ctx  context.Context // the serve context's parent
-	kept *rawSession     // what the session keeps of the request (nil after the slow path)
+	conn net.Conn     // the upgraded connection, with any bytes read past the handshake
+	kept *keptRequest // what the session keeps of the request
 	err  *Error
 }
 
-// request returns the handshake request as the session reports it: the
-// parsed one after the slow path, else the one RequestFrom makes.
-func (o *rawOutcome[P]) request() *http.Request {
-	if o.req != nil {
-		return o.req
-	}
-	return o.kept.facts.request()
-}
+// request returns the handshake request as the session reports it: the one
+// RequestFrom makes.
+func (o *rawOutcome[P]) request() *http.Request { return o.kept.facts.request() }
 
 // rawOpened reports the session ls to Config.OnSession.
 func (g *Gate[P]) rawOpened(ls *liveSession, o *rawOutcome[P]) {
@@ -836,7 +850,7 @@ func (g *Gate[P]) upgradeRaw(conn net.Conn) rawOutcome[P] {
 		g.observeRaw(s, start, http.StatusSwitchingProtocols, s.auth.Source, nil, 0)
 		out = rawOutcome[P]{auth: s.auth, conn: s.session(conn)}
 		out.auth.req = nil
-		out.ctx, out.kept = &s.kept.ctx, s.kept
+		out.kept = &s.kept.keptRequest
 		return out
 	case s.rejected:
 		e := s.refusal
@@ -915,7 +929,12 @@ func (g *Gate[P]) upgradeSlow(s *rawState[P], start time.Time) rawOutcome[P] {
 	_ = conn.SetDeadline(time.Time{})
 	report(http.StatusSwitchingProtocols, a.Source, nil, 0)
 	a.req = nil
-	return rawOutcome[P]{auth: a, conn: s.session(conn), req: r, ctx: r.Context()}
+	// The session keeps the same facts of the request as after the fast
+	// path, so that RequestFrom answers alike.
+	kept := new(keptRequest)
+	kept.ctx.facts = &kept.facts
+	kept.facts.fill(parsedFacts{r}, Credential{})
+	return rawOutcome[P]{auth: a, conn: s.session(conn), kept: kept}
 }
 
 // closeAfterRefusal closes a refused connection once the client had a
@@ -966,9 +985,9 @@ func (g *Gate[P]) observeRaw(s *rawState[P], start time.Time, status int, src So
 //
 // On success the returned session's Conn is ready for frames (bytes the
 // client sent right after the handshake are not lost); closing it ends the
-// session. Its Request is nil: RequestFrom, given the context the Verifier
-// received, returns what the gate kept of the handshake request. The
-// credential's expiry is enforced as in Gate.Accept, by closing the
+// session. Its Request is what the gate kept of the handshake request,
+// without the headers (see Session.Request; the Verifier's RequestFrom has
+// them). The credential's expiry is enforced as in Gate.Accept, by closing the
 // connection with close 4401 "credential expired".
 //
 // On failure the client has been answered as on the net/http path (the same
@@ -985,15 +1004,11 @@ func (g *Gate[P]) UpgradeConn(conn net.Conn) (Session[P], error) {
 	a := out.auth
 	var exp *expiry
 	if !a.Expires.IsZero() {
-		_, exp = startExpiry(out.ctx, out.conn, a.Expires)
+		_, exp = startExpiry(&out.kept.ctx, out.conn, a.Expires)
 	}
 	ls := g.live.add(&a.hs.live, out.conn, exp)
 	g.rawOpened(ls, &out)
-	s := Session[P]{Auth: a, Conn: ls, Request: out.req, exp: exp, live: ls, ID: ls.fl.id, Key: ls.fl.key}
-	if out.kept != nil {
-		s.facts = &out.kept.facts
-	}
-	return s, nil
+	return Session[P]{Auth: a, Conn: ls, Request: &out.kept.facts.view, exp: exp, live: ls, ID: ls.fl.id, Key: ls.fl.key, facts: &out.kept.facts}, nil
 }
 
 // Serve accepts connections on ln and serves each in a goroutine of its
@@ -1033,11 +1048,8 @@ func (g *Gate[P]) serveRaw(conn net.Conn, serve func(context.Context, Session[P]
 	}
 	a := out.auth
 	defer out.conn.Close()
-	s := Session[P]{Auth: a, Conn: out.conn, Request: out.req}
-	if out.kept != nil {
-		s.facts = &out.kept.facts
-	}
-	ctx := out.ctx
+	s := Session[P]{Auth: a, Conn: out.conn, Request: &out.kept.facts.view, facts: &out.kept.facts}
+	var ctx context.Context = &out.kept.ctx
 	if !a.Expires.IsZero() {
 		ctx, s.exp = startExpiry(ctx, out.conn, a.Expires)
 		defer s.exp.stop()

@@ -195,7 +195,11 @@ func TestRawPathGivesTheVerifierTheRequestFacts(t *testing.T) {
 	assert.Equal(t, "mem", seen.RemoteAddr)
 	assert.Equal(t, "https://app.example", seen.Header.Get("Origin"))
 	assert.Empty(t, seen.Header.Get("Cookie"), "no credential header")
-	assert.Nil(t, s.Request)
+	require.NotNil(t, s.Request)
+	assert.Equal(t, "/rooms/7", s.Request.URL.Path)
+	assert.Equal(t, "x=1", s.Request.URL.RawQuery)
+	assert.Equal(t, "127.0.0.1:8080", s.Request.Host)
+	assert.Empty(t, s.Request.Header, "the headers are RequestFrom's")
 
 	// What the verifier saw outlives the pooled buffers: another handshake
 	// on the same gate changes none of it.
@@ -221,7 +225,7 @@ func TestRawPathBoundsTheHandshakeSize(t *testing.T) {
 	assert.Equal(t, http.StatusRequestHeaderFieldsTooLarge, resp.StatusCode)
 
 	// An 8 MiB header line over TCP: the gate reads no more than its bound.
-	srv, addr := serveRawOnLoopback(t, g)
+	addr := serveRawOnLoopback(t, g)
 	c, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	defer c.Close()
@@ -233,7 +237,6 @@ func TestRawPathBoundsTheHandshakeSize(t *testing.T) {
 	resp, rerr = http.ReadResponse(bufio.NewReader(c), nil)
 	require.NoError(t, rerr)
 	assert.Equal(t, http.StatusRequestHeaderFieldsTooLarge, resp.StatusCode)
-	_ = srv
 }
 
 func TestRawPathFreesASlowClient(t *testing.T) {
@@ -267,7 +270,7 @@ func TestRawPathFreesASlowClient(t *testing.T) {
 
 // serveRawOnLoopback serves g through Gate.Serve on a loopback listener,
 // echoing one message per session, until the test ends.
-func serveRawOnLoopback(t *testing.T, g *Gate[user]) (*Gate[user], string) {
+func serveRawOnLoopback(t *testing.T, g *Gate[user]) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -287,12 +290,12 @@ func serveRawOnLoopback(t *testing.T, g *Gate[user]) (*Gate[user], string) {
 		defer cancel()
 		_ = g.Shutdown(ctx)
 	})
-	return g, ln.Addr().String()
+	return ln.Addr().String()
 }
 
 func TestServeWithGoDialer(t *testing.T) {
 	g := New(StaticToken(secret, user{"alice"}), Config{Protocols: []string{"chat"}})
-	_, addr := serveRawOnLoopback(t, g)
+	addr := serveRawOnLoopback(t, g)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	d := ws.Dialer{Protocols: []string{"chat", DefaultMarker, secret}}
@@ -397,4 +400,49 @@ func TestRawSessionRefresh(t *testing.T) {
 	defer s.Conn.Close()
 	assert.NoError(t, s.Refresh(NewCredential(SourceMessage, secret)), "the same principal")
 	assert.ErrorIs(t, s.Refresh(NewCredential(SourceMessage, "bob-token")), ErrForbidden, "another principal")
+}
+
+func TestRawSlowPathKeepsTheSameFacts(t *testing.T) {
+	// Connection on two lines: the Upgrader refuses it, the gate (like
+	// net/http's path) accepts it, after parsing it with net/http.
+	g := New(StaticToken(secret, user{"alice"}), Config{Origin: OriginPolicy{AllowedOrigins: []string{"https://app.example"}}})
+	seen := make(chan *http.Request, 1)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() {
+		done <- g.Serve(ln, func(ctx context.Context, s Session[user]) {
+			r := RequestFrom(ctx)
+			if s.Request == nil || r == nil || s.Request.URL.Path != r.URL.Path {
+				seen <- nil
+				return
+			}
+			seen <- r
+		})
+	}()
+	defer func() {
+		ln.Close()
+		<-done
+	}()
+	r := newHandshake("/rooms/9?x=2", "Authorization", "Bearer "+secret, "Origin", "https://app.example")
+	r.Header["Connection"] = []string{"keep-alive", "Upgrade"}
+	c, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Write(wireRequest(r))
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	var got *http.Request
+	select {
+	case got = <-seen:
+	case <-time.After(5 * time.Second):
+		t.Fatal("serve was not called")
+	}
+	require.NotNil(t, got, "Session.Request and RequestFrom(ctx) agree")
+	assert.Equal(t, "/rooms/9", got.URL.Path)
+	assert.Equal(t, "x=2", got.URL.RawQuery)
+	assert.Equal(t, "https://app.example", got.Header.Get("Origin"))
 }
