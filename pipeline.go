@@ -78,9 +78,7 @@ func (g *Gate[P]) authenticate(r *http.Request, rv rawView) (Auth[P], *Error) {
 	if err == nil {
 		err = g.decide(r, &o, &a, rv)
 	}
-	if !o.stripped {
-		g.stripQueries(r, &o)
-	}
+	g.stripQueries(r, &o) // if decide has not
 	if err != nil {
 		return a, err
 	}
