@@ -38,7 +38,7 @@ func Of(r *http.Request, trusted []netip.Prefix) (addr netip.Addr, ok bool) {
 			} else {
 				entry, line = line, ""
 			}
-			entry = trimOWS(entry)
+			entry = strings.Trim(entry, " \t") // RFC 7230 optional whitespace
 			if entry == "" {
 				continue
 			}
@@ -66,16 +66,4 @@ func isTrusted(trusted []netip.Prefix, a netip.Addr) bool {
 		}
 	}
 	return false
-}
-
-// trimOWS removes the optional whitespace (spaces and horizontal tabs) that
-// RFC 7230 allows around list elements.
-func trimOWS(s string) string {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
 }
