@@ -65,15 +65,6 @@ const expiryTTL = time.Second
 // accepts testToken with an expiry expiryTTL ahead, greets and waits for
 // the context, as an application should.
 func (s *refusalServer) mux() http.Handler {
-	verify := func(_ context.Context, c wsgate.Credential) (user, error) {
-		switch c.Token() {
-		case testToken:
-			return testPrincipal, nil
-		case forbiddenToken:
-			return user{}, wsgate.ErrForbidden
-		}
-		return user{}, wsgate.ErrInvalidToken
-	}
 	cfg := func(closeFrames bool, inband *wsgate.InBandAuth) wsgate.Config {
 		return wsgate.Config{
 			Protocols:            []string{appProtocol},
@@ -86,17 +77,17 @@ func (s *refusalServer) mux() http.Handler {
 	prefix := cfg(true, nil)
 	prefix.Extractors = append(prefix.Extractors, wsgate.SubprotocolPrefix(""))
 	expiring := func(ctx context.Context, c wsgate.Credential) (user, error) {
-		p, err := verify(ctx, c)
+		p, err := verifyTestTokens(ctx, c)
 		if err == nil {
 			wsgate.SetExpiry(ctx, time.Now().Add(expiryTTL))
 		}
 		return p, err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/cf/", wsgate.New(verify, cfg(true, nil)).Handler(echoSession))
-	mux.Handle("/cfprefix/", wsgate.New(verify, prefix).Handler(echoSession))
-	mux.Handle("/http/", wsgate.New(verify, cfg(false, nil)).Handler(echoSession))
-	mux.Handle("/inband/", wsgate.New(verify, cfg(true,
+	mux.Handle("/cf/", wsgate.New(verifyTestTokens, cfg(true, nil)).Handler(echoSession))
+	mux.Handle("/cfprefix/", wsgate.New(verifyTestTokens, prefix).Handler(echoSession))
+	mux.Handle("/http/", wsgate.New(verifyTestTokens, cfg(false, nil)).Handler(echoSession))
+	mux.Handle("/inband/", wsgate.New(verifyTestTokens, cfg(true,
 		&wsgate.InBandAuth{Timeout: inBandTimeout, MaxSize: inBandMaxSize})).Handler(echoSession))
 	mux.Handle("/expiry/", wsgate.New(expiring, cfg(true, nil)).Handler(greetUntilExpiry))
 	mux.HandleFunc("/page", servePage)
@@ -406,4 +397,16 @@ func TestCloseCasesBrowser(t *testing.T) {
 		extraRow(t, chromium, "close frame: prefix-form credential alone, no application protocol",
 			fmt.Sprintf("opened=%v, error=%v, close %d %q, wasClean=%v: the 101 echoed no protocol, so Chromium failed the connection", r.Opened, r.Error, r.CloseCode, r.CloseReason, r.WasClean), err)
 	})
+}
+
+// verifyTestTokens knows testToken (testPrincipal), forbids forbiddenToken
+// and refuses every other credential as invalid.
+func verifyTestTokens(_ context.Context, c wsgate.Credential) (user, error) {
+	switch c.Token() {
+	case testToken:
+		return testPrincipal, nil
+	case forbiddenToken:
+		return user{}, wsgate.ErrForbidden
+	}
+	return user{}, wsgate.ErrInvalidToken
 }

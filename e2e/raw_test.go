@@ -63,16 +63,9 @@ func newRawServers(t *testing.T) *rawServers {
 	// handshake, the session what the handler received.
 	s := rs.main
 	main := wsgate.New(wsgate.StaticToken(testToken, testPrincipal), wsgate.Config{
-		Protocols: []string{appProtocol},
-		Extractors: []wsgate.Extractor{
-			wsgate.Subprotocol("access_token"),
-			wsgate.SubprotocolPrefix(""),
-			wsgate.Basic(wsgate.Challenge),
-			wsgate.Bearer(),
-			wsgate.Cookie(cookieName),
-			wsgate.Query("ticket"),
-		},
-		Origin: allowPage,
+		Protocols:  []string{appProtocol},
+		Extractors: everyExtractor(),
+		Origin:     allowPage,
 		OnHandshake: func(ev wsgate.HandshakeEvent) {
 			s.add(strings.TrimPrefix(ev.Path, "/ws/"), event{Status: ev.Status})
 		},
@@ -86,15 +79,6 @@ func newRawServers(t *testing.T) *rawServers {
 		serveEcho(sess)
 	}), "ws")
 
-	verify := func(_ context.Context, c wsgate.Credential) (user, error) {
-		switch c.Token() {
-		case testToken:
-			return testPrincipal, nil
-		case forbiddenToken:
-			return user{}, wsgate.ErrForbidden
-		}
-		return user{}, wsgate.ErrInvalidToken
-	}
 	cfg := func(compression bool) wsgate.Config {
 		return wsgate.Config{
 			Protocols:            []string{appProtocol},
@@ -105,16 +89,16 @@ func newRawServers(t *testing.T) *rawServers {
 			OnHandshake:          rs.refusal.record,
 		}
 	}
-	rs.cf = serveRawGate(t, wsgate.New(verify, cfg(false)), echoSession)
+	rs.cf = serveRawGate(t, wsgate.New(verifyTestTokens, cfg(false)), echoSession)
 	expiring := func(ctx context.Context, c wsgate.Credential) (user, error) {
-		p, err := verify(ctx, c)
+		p, err := verifyTestTokens(ctx, c)
 		if err == nil {
 			wsgate.SetExpiry(ctx, time.Now().Add(expiryTTL))
 		}
 		return p, err
 	}
 	rs.expiry = serveRawGate(t, wsgate.New(expiring, cfg(false)), greetUntilExpiry)
-	rs.deflate = serveRawGate(t, wsgate.New(verify, cfg(true)), func(ctx context.Context, sess wsgate.Session[user]) {
+	rs.deflate = serveRawGate(t, wsgate.New(verifyTestTokens, cfg(true)), func(ctx context.Context, sess wsgate.Session[user]) {
 		// deflateServer reads the handshake's method and version from the
 		// session's request, which the raw path leaves nil: RequestFrom
 		// has what the gate kept of it.

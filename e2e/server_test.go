@@ -66,20 +66,26 @@ type testServer struct {
 	evs map[string][]event
 }
 
+// everyExtractor is the test server's extractors: every way a credential
+// can travel.
+func everyExtractor() []wsgate.Extractor {
+	return []wsgate.Extractor{
+		wsgate.Subprotocol("access_token"),
+		wsgate.SubprotocolPrefix(""),
+		wsgate.Basic(wsgate.Challenge),
+		wsgate.Bearer(),
+		wsgate.Cookie(cookieName),
+		wsgate.Query("ticket"),
+	}
+}
+
 // newTestServer starts a gate with StaticToken, Protocols ["chat"] and every
 // extractor, and stops it when t ends.
 func newTestServer(t testing.TB) *testServer {
 	t.Helper()
 	gate := wsgate.New(wsgate.StaticToken(testToken, testPrincipal), wsgate.Config{
-		Protocols: []string{appProtocol},
-		Extractors: []wsgate.Extractor{
-			wsgate.Subprotocol("access_token"),
-			wsgate.SubprotocolPrefix(""),
-			wsgate.Basic(wsgate.Challenge),
-			wsgate.Bearer(),
-			wsgate.Cookie(cookieName),
-			wsgate.Query("ticket"),
-		},
+		Protocols:  []string{appProtocol},
+		Extractors: everyExtractor(),
 	})
 	s := &testServer{evs: map[string][]event{}}
 	wsHandler := gate.Handler(func(ctx context.Context, sess wsgate.Session[user]) {
