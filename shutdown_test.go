@@ -136,7 +136,9 @@ func TestNoFrameFollowsTheGatesCloseFrame(t *testing.T) {
 	// gate's own close frame that answer must not reach the client.
 	g := New(StaticToken(secret, user{"alice"}), Config{})
 	writeErr := make(chan error, 1)
+	live := make(chan struct{})
 	srv := newServer(t, g.Handler(func(_ context.Context, s Session[user]) {
+		close(live) // the session is among the gate's live ones
 		_, _, err := wsutil.ReadClientData(s.Conn)
 		var closed wsutil.ClosedError
 		if errors.As(err, &closed) {
@@ -147,6 +149,7 @@ func TestNoFrameFollowsTheGatesCloseFrame(t *testing.T) {
 	}))
 	c, br, resp := rawHandshake(t, strings.TrimPrefix(srv.URL, "http://"), "Authorization: Bearer "+secret+"\r\n", "")
 	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	<-live
 	done := make(chan error, 1)
 	go func() { done <- g.Shutdown(context.Background()) }()
 	code, _ := readClose(t, br)
