@@ -71,7 +71,7 @@ type expiry struct {
 	done  bool // expired, or the session has ended
 	fired bool
 	sent  ws.StatusCode // the close code the gate sent, for Config.OnSession
-	// closeSent is set once the gate's close frame is written: the
+	// closeSent is set as the gate starts its close frame: the
 	// application's writes through the session are then refused.
 	closeSent atomic.Bool
 	// ended is closed by stop, when the session callback has returned: from
@@ -142,6 +142,7 @@ func (e *expiry) end(cause error, code ws.StatusCode, reason string) {
 	if locked {
 		defer e.wmu.Unlock()
 	}
+	e.closeSent.Store(true) // before the frame: see liveSession.end
 	if !writable || writeClose(e.conn, code, reason) != nil {
 		e.conn.Close()
 		return

@@ -261,7 +261,6 @@ func (l *liveSessions) sessionEnded(s *liveSession) {
 // noteSent records that the gate sent s a close frame with code, for
 // SessionEvent.CloseCode.
 func (s *liveSession) noteSent(code ws.StatusCode) {
-	s.closeSent.Store(true)
 	s.list.mu.Lock()
 	s.sent = code
 	s.list.mu.Unlock()
@@ -270,7 +269,6 @@ func (s *liveSession) noteSent(code ws.StatusCode) {
 // noteSent records that the gate sent the session of e a close frame with
 // code, for SessionEvent.CloseCode.
 func (e *expiry) noteSent(code ws.StatusCode) {
-	e.closeSent.Store(true)
 	e.mu.Lock()
 	e.sent = code
 	e.mu.Unlock()

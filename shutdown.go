@@ -41,7 +41,7 @@ type liveSession struct {
 
 	fl fleetEntry // its place in the gate's Registry (fleet.go)
 
-	closeSent atomic.Bool       // the gate's close frame is written (see Write)
+	closeSent atomic.Bool       // the gate's close frame is going out (see Write)
 	mem       fleet.MemoryEntry // room for a fleet.Memory's record of it
 
 	fmu     sync.Mutex
@@ -112,6 +112,10 @@ func (s *liveSession) end(cause error, code ws.StatusCode, reason string) {
 	if locked {
 		defer s.wmu.Unlock()
 	}
+	// From now on the application's writes are refused (see Write): set
+	// before the close frame goes out, so that no answer to the client's
+	// close frame can slip in behind it.
+	s.closeSent.Store(true)
 	if !writable || writeClose(s.Conn, code, reason) != nil {
 		s.Conn.Close()
 		return

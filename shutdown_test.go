@@ -172,7 +172,7 @@ func TestSessionWritesFailAfterTheGatesCloseFrame(t *testing.T) {
 	ls := &liveSession{Conn: &memConn{out: new(bytes.Buffer)}, list: new(liveSessions)}
 	_, err := ls.Write([]byte("x"))
 	require.NoError(t, err)
-	ls.noteSent(ws.StatusGoingAway)
+	ls.closeSent.Store(true) // as end does before its close frame
 	_, err = ls.Write([]byte("x"))
 	assert.ErrorIs(t, err, net.ErrClosed)
 }
